@@ -63,6 +63,9 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("event(%d)", uint8(k))
 }
 
+// Valid reports whether k is a known event kind.
+func (k EventKind) Valid() bool { return k < numEventKinds }
+
 // MarshalText encodes the kind as its name.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 

@@ -68,6 +68,24 @@ var stateNames = [numStates]string{
 	FailedPermanent: "failed_permanent",
 }
 
+var stateSummaries = [numStates]string{
+	LoggedOut:       "no credential; sign in to continue",
+	APIKey:          "a static API key, served as is and never refreshed",
+	Fresh:           "OAuth tokens, served without any I/O",
+	Stale:           "OAuth tokens near expiry; the next request refreshes them",
+	Refreshing:      "one refresh is under way; callers wait for it",
+	ExternalRefresh: "the host was asked for new tokens; callers wait for it",
+	FailedPermanent: "the credential cannot be used again; sign in again",
+}
+
+// Summary describes the state in one line, for status displays and diagrams.
+func (s State) Summary() string {
+	if s.Valid() {
+		return stateSummaries[s]
+	}
+	return s.String()
+}
+
 // All returns the seven states in declaration order.
 func All() []State {
 	all := make([]State, numStates)

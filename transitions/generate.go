@@ -1,0 +1,3 @@
+package transitions
+
+//go:generate go run ./internal/statechart -o ../docs/statechart.md
