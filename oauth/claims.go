@@ -1,13 +1,14 @@
 package oauth
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/credfsm/credfsm/states"
 )
@@ -16,29 +17,36 @@ import (
 // parsed as a JWT. The error text describes the problem, never the token.
 var ErrMalformedToken = errors.New("oauth: malformed JWT")
 
-// authNamespace is the claim that holds OpenAI's account data in an id token.
-const authNamespace = "https://api.openai.com/auth"
+// Claim namespaces in OpenAI's tokens.
+const (
+	authNamespace    = "https://api.openai.com/auth"
+	profileNamespace = "https://api.openai.com/profile"
+)
 
-// idTokenClaims is the part of an id token's payload credfsm reads.
+// idTokenClaims is the part of an id token's payload credfsm reads. Only
+// these fields are decoded, so an odd value in a claim credfsm does not use
+// (an audience of an unexpected shape, say) cannot make the token unusable.
+// A field read here with the wrong JSON type fails the whole token, as it
+// does in Codex.
 type idTokenClaims struct {
-	Email string `json:"email"`
-	Auth  *struct {
+	Email   *string `json:"email"`
+	Profile *struct {
+		Email string `json:"email"`
+	} `json:"https://api.openai.com/profile"`
+	Auth *struct {
 		PlanType  *string `json:"chatgpt_plan_type"`
 		UserID    string  `json:"chatgpt_user_id"`
 		LegacyUID string  `json:"user_id"`
 		AccountID string  `json:"chatgpt_account_id"`
 	} `json:"https://api.openai.com/auth"`
-	jwt.RegisteredClaims
 }
 
-// parser decodes JWT segments without checking signatures. Padded and
-// unpadded base64url are both accepted.
-var parser = jwt.NewParser(jwt.WithPaddingAllowed(), jwt.WithoutClaimsValidation())
-
-// ParseIDToken reads the claims credfsm uses from an id token: the top-level
-// email, and from the https://api.openai.com/auth object the plan type, the
-// user id (chatgpt_user_id, else user_id) and the account id
-// (chatgpt_account_id). A token without that object parses to empty claims.
+// ParseIDToken reads the claims credfsm uses from an id token: the email
+// (top-level, else from the https://api.openai.com/profile object), and from
+// the https://api.openai.com/auth object the plan type, the user id
+// (chatgpt_user_id, else user_id) and the account id (chatgpt_account_id). A
+// token without that object parses to claims without them; an unknown plan is
+// kept as it came.
 //
 // The signature is not verified. The token reached us from the provider's
 // token endpoint over TLS (or from a store only this user can read), and
@@ -46,13 +54,21 @@ var parser = jwt.NewParser(jwt.WithPaddingAllowed(), jwt.WithoutClaimsValidation
 // never to grant access; the provider checks the tokens it receives.
 //
 // Like Codex, the first three dot-separated segments must be present and
-// non-empty; further segments are ignored.
+// non-empty; further segments are ignored, and only the payload is decoded.
+// The payload may be base64url with or without padding.
 func ParseIDToken(raw string) (states.Claims, error) {
 	var c idTokenClaims
-	if err := parseUnverified(raw, &c); err != nil {
+	if err := decodePayload(raw, &c); err != nil {
 		return states.Claims{}, err
 	}
-	out := states.Claims{Email: c.Email}
+
+	var out states.Claims
+	if c.Email != nil {
+		out.Email = *c.Email
+	}
+	if out.Email == "" && c.Profile != nil {
+		out.Email = c.Profile.Email
+	}
 	if c.Auth != nil {
 		if c.Auth.PlanType != nil {
 			out.Plan = states.Plan(*c.Auth.PlanType)
@@ -66,20 +82,34 @@ func ParseIDToken(raw string) (states.Claims, error) {
 	return out, nil
 }
 
+// maxUnixTime is the last second of year 9999. A later exp is not a date a
+// provider means; it is treated as no expiry at all.
+const maxUnixTime = 253402300799
+
 // AccessTokenExpiry returns the exp claim of an access token that is a JWT.
-// An opaque access token, or a JWT without exp, reports ok == false: the
-// expiry is then unknown, which is not an error.
+// An opaque access token, a JWT without exp, or an exp that is not a number
+// of seconds between 1970 and 9999 reports ok == false: the expiry is then
+// unknown, which is not an error.
 func AccessTokenExpiry(raw string) (exp time.Time, ok bool) {
-	var c jwt.RegisteredClaims
-	if err := parseUnverified(raw, &c); err != nil || c.ExpiresAt == nil {
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if err := decodePayload(raw, &c); err != nil || c.Exp == "" {
 		return time.Time{}, false
 	}
-	return c.ExpiresAt.Time, true
+	// NumericDate allows fractions of a second.
+	// https://www.rfc-editor.org/rfc/rfc7519#section-2
+	secs, err := c.Exp.Float64()
+	if err != nil || math.IsNaN(secs) || secs <= 0 || secs > maxUnixTime {
+		return time.Time{}, false
+	}
+	whole, frac := math.Modf(secs)
+	return time.Unix(int64(whole), int64(frac*1e9)).UTC(), true
 }
 
-// parseUnverified decodes the payload of a JWT into claims.
-func parseUnverified(raw string, claims jwt.Claims) error {
-	parts := strings.Split(raw, ".")
+// decodePayload decodes the payload segment of a JWT into v.
+func decodePayload(raw string, v any) error {
+	parts := strings.SplitN(raw, ".", 4)
 	if len(parts) < 3 {
 		return fmt.Errorf("%w: %d segment(s), want at least 3", ErrMalformedToken, len(parts))
 	}
@@ -88,30 +118,41 @@ func parseUnverified(raw string, claims jwt.Claims) error {
 			return fmt.Errorf("%w: segment %d is empty", ErrMalformedToken, i+1)
 		}
 	}
-	_, _, err := parser.ParseUnverified(strings.Join(parts[:3], "."), claims)
-	// An unknown or missing "alg" only matters for signature checks, which
-	// credfsm does not do; the claims are decoded before it is looked at.
-	if err != nil && !errors.Is(err, jwt.ErrTokenUnverifiable) {
-		return fmt.Errorf("%w: %s", ErrMalformedToken, describeJWTError(err))
+
+	enc := base64.RawURLEncoding
+	if strings.HasSuffix(parts[1], "=") {
+		enc = base64.URLEncoding
+	}
+	payload, err := enc.DecodeString(parts[1])
+	if err != nil {
+		return fmt.Errorf("%w: payload is not base64url", ErrMalformedToken)
+	}
+
+	// A payload must be a JSON object; "null" would otherwise decode into
+	// empty claims as if nothing were wrong.
+	if t := bytes.TrimLeft(payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return fmt.Errorf("%w: payload is not a JSON object", ErrMalformedToken)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s", ErrMalformedToken, describeJSONError(err))
 	}
 	return nil
 }
 
-// describeJWTError turns a jwt error into text that cannot echo the token.
-// The jwt package's messages name the failing step; the json errors it wraps
-// may quote a few bytes of the decoded payload, so only their type is kept.
-func describeJWTError(err error) string {
+// describeJSONError turns a json error into text that cannot echo the token.
+// Messages of encoding/json may quote bytes of the decoded payload, so only
+// their kind and position are kept.
+func describeJSONError(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &typ):
-		return fmt.Sprintf("claim %q has the wrong JSON type (%s, want %s)", typ.Field, typ.Value, typ.Type)
+		return fmt.Sprintf("claim %q has the wrong JSON type (%s, want %s)",
+			typ.Field, typ.Value, typ.Type)
 	case errors.As(err, &syn):
 		return fmt.Sprintf("payload is not valid JSON (offset %d)", syn.Offset)
 	}
-	msg := err.Error()
-	if i := strings.Index(msg, ":"); i > 0 {
-		msg = msg[:i]
-	}
-	return msg
+	return "payload is not valid JSON"
 }
