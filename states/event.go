@@ -214,11 +214,12 @@ type PersistFailed struct {
 	Err        error
 }
 
-// StoresCleared: every store was asked to delete the credential. Err joins
-// the failures of the stores that could not be cleared, if any.
+// StoresCleared: every store was asked to delete the credential. Removals
+// says what happened in each backend; Err joins the failures, if any.
 type StoresCleared struct {
 	At         time.Time
 	Generation uint64
+	Removals   []Removal
 	Err        error
 }
 

@@ -76,11 +76,14 @@ var rules = []Rule{
 
 	// A caller needs a token. Managed tokens are refreshed once stale;
 	// host-managed tokens are served until they expire, then the host is
-	// asked. During a backoff the old access token is still served.
+	// asked. During a backoff nothing is started (neither a redemption nor a
+	// question to the host) and the old access token is still served.
 	{ID: "token_logged_out", From: only(states.LoggedOut), On: states.KindTokenRequested, To: Stay},
 	{ID: "token_api_key", From: only(states.APIKey), On: states.KindTokenRequested, To: Stay},
 	{ID: "token_failed", From: only(states.FailedPermanent), On: states.KindTokenRequested, To: Stay},
 	{ID: "token_wait", From: waiting, On: states.KindTokenRequested, To: Stay},
+	{ID: "token_backing_off", From: only(states.Stale), On: states.KindTokenRequested,
+		Guard: backingOff, To: Stay},
 	{ID: "token_host_expired", From: withTokens, On: states.KindTokenRequested,
 		Guard: hostManagedExpired, To: states.ExternalRefresh, Commands: cmds(askHost)},
 	{ID: "token_refresh_due", From: only(states.Fresh), On: states.KindTokenRequested,
@@ -90,8 +93,6 @@ var rules = []Rule{
 	{ID: "token_fresh", From: only(states.Fresh), On: states.KindTokenRequested, To: Stay},
 	{ID: "token_host_not_expired", From: only(states.Stale), On: states.KindTokenRequested,
 		Guard: hostManaged, To: Stay},
-	{ID: "token_backing_off", From: only(states.Stale), On: states.KindTokenRequested,
-		Guard: backingOff, To: Stay},
 	{ID: "token_stale_refresh", From: only(states.Stale), On: states.KindTokenRequested,
 		To: states.Refreshing, Commands: cmds(lockReread)},
 
