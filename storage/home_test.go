@@ -54,9 +54,9 @@ func TestLossyUTF8_likeRust(t *testing.T) {
 		{"plain/ascii", "plain/ascii"},
 		{"caf\u00e9", "caf\u00e9"},
 		{"Hello \xF0\x90\x80World", "Hello " + r + "World"}, // one truncated sequence: one U+FFFD
-		{"\xC0\x80", r + r},                                   // C0 never starts a sequence
-		{"\xE2\x82", r},                                       // truncated three-byte sequence
-		{"\xED\xA0\x80", r + r + r},                           // a surrogate: ED then two stray bytes
+		{"\xC0\x80", r + r},                                 // C0 never starts a sequence
+		{"\xE2\x82", r},                                     // truncated three-byte sequence
+		{"\xED\xA0\x80", r + r + r},                         // a surrogate: ED then two stray bytes
 		{"a\xFFb", "a" + r + "b"},
 		{"\xF4\x90\x80\x80", r + r + r + r}, // above U+10FFFF
 		{"ok" + r, "ok" + r},                // a real U+FFFD stays one
