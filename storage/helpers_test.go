@@ -280,3 +280,9 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// contextWithTimeout is context.WithTimeout on a context that ends with the
+// test.
+func contextWithTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctxT(t), d)
+}

@@ -1,0 +1,239 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/credfsm/credfsm/states"
+)
+
+// File keeps the record in <home>/auth.json, Codex's default store.
+//
+// Every save replaces the file atomically (see writeFileAtomic) and leaves
+// the file 0600 and the home directory 0700, tightening them if they were
+// looser. A file that other users can read still loads, but the store logs
+// a warning once and says so in Info.
+//
+// Save is a compare-and-swap against the version read before. It does not
+// take the lock: a caller that reads, decides and saves across processes
+// holds Lock around all three.
+type File struct {
+	home   string
+	path   string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	warned bool   // the loose-permission warning was logged
+	note   string // what Info reports about the file's permissions
+}
+
+// NewFile returns the file store of home. Nothing is touched until the first
+// call. A nil logger discards.
+func NewFile(home string, logger *slog.Logger) *File {
+	return &File{
+		home:   home,
+		path:   filepath.Join(home, AuthFileName),
+		logger: orDiscard(logger),
+	}
+}
+
+// Path returns the file the record is kept in.
+func (f *File) Path() string { return f.path }
+
+// Load reads and parses the file. A missing file is the empty store
+// (zero Record, states.NoVersion). An unreadable one returns a *LoadError
+// together with the version of what is there, so a caller can replace
+// exactly that content.
+func (f *File) Load(ctx context.Context) (states.Record, states.Version, error) {
+	snap, err := f.snapshot(ctx)
+	if err != nil {
+		return states.Record{}, states.NoVersion, err
+	}
+	return snap.parse()
+}
+
+// Save writes rec if the file still holds the expected version and returns
+// the new one. Unknown members of the record it replaces are kept.
+func (f *File) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+	return saveCAS(ctx, f.home, f, rec, expected)
+}
+
+// Delete removes the file (and any temporary file a crashed save left
+// behind, since it holds tokens too).
+func (f *File) Delete(ctx context.Context) ([]states.Removal, error) {
+	return deleteLocked(ctx, f.home, f)
+}
+
+// Lock takes the cross-process lock of the home directory; see lockHome.
+func (f *File) Lock(ctx context.Context) (func() error, error) {
+	return lockHome(ctx, f.home)
+}
+
+// Info describes the store.
+func (f *File) Info() states.StoreInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return states.StoreInfo{Kind: ModeFile.String(), Location: f.path, Note: f.note}
+}
+
+// snapshot reads the file's bytes without parsing them.
+func (f *File) snapshot(ctx context.Context) (snapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return snapshot{}, err
+	}
+	data, found, err := f.read()
+	return snapshot{where: f.path, data: data, found: found}, err
+}
+
+// read returns the file's content; found is false when there is no file.
+func (f *File) read() (data []byte, found bool, err error) {
+	fh, err := os.Open(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, f.readError(err)
+	}
+	defer fh.Close()
+
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, false, f.readError(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, &LoadError{Path: f.path, Problem: "not a regular file"}
+	}
+	f.observe(fi.Mode().Perm())
+
+	// One byte more than the limit tells "too big" from "just fits".
+	data, err = io.ReadAll(io.LimitReader(fh, maxRecordSize+1))
+	if err != nil {
+		return nil, false, f.readError(err)
+	}
+	return data, true, nil
+}
+
+// readError wraps an I/O error. The os package's messages carry the path
+// and the system's reason, never file content.
+func (f *File) readError(err error) error {
+	var pe *fs.PathError
+	problem := err.Error()
+	if errors.As(err, &pe) {
+		problem = pe.Op + ": " + pe.Err.Error()
+	}
+	return &LoadError{Path: f.path, Problem: problem, Err: err}
+}
+
+// observe records whether the file is readable by others: a warning in
+// the log the first time, a note in Info for as long as it lasts.
+func (f *File) observe(perm fs.FileMode) {
+	if !checkPermissions {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if perm&0o077 == 0 {
+		f.note = ""
+		return
+	}
+	f.note = fmt.Sprintf("%s is readable by other users (mode %#o); "+
+		"the next save makes it 0600", f.path, perm)
+	if !f.warned {
+		f.warned = true
+		f.logger.Warn("storage: credential file is readable by other users",
+			"path", f.path, "mode", fmt.Sprintf("%#o", perm))
+	}
+}
+
+// write replaces the stored record; the caller has done the compare.
+func (f *File) write(_ context.Context, rec states.Record, _ snapshot, keep document) (states.Version, error) {
+	data, err := encodeDocument(rec, keep, true)
+	if err != nil {
+		return states.NoVersion, err
+	}
+	if err := f.writeBytes(data); err != nil {
+		return states.NoVersion, err
+	}
+	return versionOf(data, true), nil
+}
+
+// writeBytes creates the home directory if needed, tightens it to 0700 and
+// replaces the file atomically with a 0600 one.
+func (f *File) writeBytes(data []byte) error {
+	if err := ensureDir(f.home); err != nil {
+		return err
+	}
+	tidyTempFiles(f.home, AuthFileName, staleTempAge)
+	if err := writeFileAtomic(f.path, data); err != nil {
+		return fmt.Errorf("storage: cannot write %s: %w", f.path, err)
+	}
+	f.mu.Lock()
+	f.note = "" // the new file is 0600
+	f.mu.Unlock()
+	return nil
+}
+
+// clear removes the file and leftover temporary files.
+func (f *File) clear(context.Context) ([]states.Removal, error) {
+	removed, err := f.remove()
+	r := states.Removal{Backend: "file " + f.path, Removed: removed, Err: err}
+	return []states.Removal{r}, err
+}
+
+// remove deletes the file; removed is false when there was none.
+func (f *File) remove() (removed bool, err error) {
+	tidyTempFiles(f.home, AuthFileName, 0)
+	err = os.Remove(f.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("storage: cannot remove %s: %w", f.path, err)
+	}
+	if err := syncDir(f.home); err != nil {
+		// The file is gone for every reader; only its durability across
+		// a power cut is in doubt, so this is reported, not failed.
+		f.logger.Warn("storage: cannot flush the directory after removing the credential file",
+			"path", f.path, "err", err)
+	}
+	f.mu.Lock()
+	f.note = ""
+	f.mu.Unlock()
+	return true, nil
+}
+
+// ensureDir creates dir (0700) if it is missing and makes it exactly 0700
+// if it is not: a credential directory is nobody else's business.
+func ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("storage: cannot create %s: %w", dir, err)
+	}
+	if !checkPermissions {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("storage: cannot inspect %s: %w", dir, err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("storage: cannot make %s private (0700): %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// orDiscard returns l, or a logger that drops everything when l is nil.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
