@@ -31,6 +31,10 @@ type snapshot struct {
 	data  []byte
 	found bool // something is stored (data may still be empty)
 
+	// digest, when set, is the version of what is stored, computed over
+	// more than data holds (a file too big to read whole).
+	digest states.Version
+
 	// keyring is what the auto store found in the keyring on the way to
 	// this snapshot; other stores leave it keyringUnused.
 	keyring keyringState
@@ -46,7 +50,12 @@ const (
 	keyringDown                       // failed or gave no answer in time
 )
 
-func (s snapshot) version() states.Version { return versionOf(s.data, s.found) }
+func (s snapshot) version() states.Version {
+	if s.digest != "" {
+		return s.digest
+	}
+	return versionOf(s.data, s.found)
+}
 
 // parse turns the snapshot into what Load returns. An unreadable record
 // comes with its version, so a caller can replace exactly that content.
@@ -83,7 +92,7 @@ func saveCAS(ctx context.Context, home string, b backend, rec states.Record,
 	if err != nil {
 		return states.NoVersion, err
 	}
-	if err := checkVersion(snap.where, snap.data, snap.found, expected); err != nil {
+	if err := checkVersion(snap, expected); err != nil {
 		return states.NoVersion, err
 	}
 	return b.write(ctx, rec, snap, unknownMembers(snap.data, snap.found))

@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -88,36 +90,43 @@ func (f *File) snapshot(ctx context.Context) (snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return snapshot{}, err
 	}
-	data, found, err := f.read()
-	return snapshot{where: f.path, data: data, found: found}, err
+	return f.read()
 }
 
 // read returns the file's content; found is false when there is no file.
-func (f *File) read() (data []byte, found bool, err error) {
+// At most maxRecordSize+1 bytes are kept (one more than a record can be, so
+// the parser can tell), but the version covers the whole file.
+func (f *File) read() (snapshot, error) {
+	snap := snapshot{where: f.path}
 	fh, err := os.Open(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return snap, nil
 	}
 	if err != nil {
-		return nil, false, f.readError(err)
+		return snap, f.readError(err)
 	}
 	defer fh.Close()
 
 	fi, err := fh.Stat()
 	if err != nil {
-		return nil, false, f.readError(err)
+		return snap, f.readError(err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, false, &LoadError{Path: f.path, Problem: "not a regular file"}
+		return snap, &LoadError{Path: f.path, Problem: "not a regular file"}
 	}
 	f.observe(fi.Mode().Perm())
 
-	// One byte more than the limit tells "too big" from "just fits".
-	data, err = io.ReadAll(io.LimitReader(fh, maxRecordSize+1))
-	if err != nil {
-		return nil, false, f.readError(err)
+	h := sha256.New()
+	data, err := io.ReadAll(io.TeeReader(io.LimitReader(fh, maxRecordSize+1), h))
+	if err == nil && len(data) > maxRecordSize {
+		_, err = io.Copy(h, fh)
+		snap.digest = states.Version(hex.EncodeToString(h.Sum(nil)))
 	}
-	return data, true, nil
+	if err != nil {
+		return snap, f.readError(err)
+	}
+	snap.data, snap.found = data, true
+	return snap, nil
 }
 
 // readError wraps an I/O error. The os package's messages carry the path

@@ -17,12 +17,12 @@ import (
 
 // fakeJWT builds an unsigned JWT (alg "none") carrying claims. The third
 // segment is a placeholder: credfsm never checks signatures, but Codex
-// requires three non-empty segments.
-func fakeJWT(t testing.TB, claims map[string]any) string {
-	t.Helper()
+// requires three non-empty segments. It needs no testing.TB so that helper
+// processes can build the same records.
+func fakeJWT(claims map[string]any) string {
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		t.Fatalf("fakeJWT: %v", err)
+		panic("fakeJWT: " + err.Error()) // claims are literals in this package
 	}
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(payload) + ".c2lnbmF0dXJl"
@@ -62,10 +62,10 @@ type tokenSet struct {
 	id, access, opaqueAccess string
 }
 
-func fixtureTokens(t testing.TB) tokenSet {
+func fixtureTokens(testing.TB) tokenSet {
 	return tokenSet{
-		id:           fakeJWT(t, idClaims(fixtureAccount)),
-		access:       fakeJWT(t, map[string]any{"exp": fixtureExpiry.Unix(), "scope": "openid"}),
+		id:           fakeJWT(idClaims(fixtureAccount)),
+		access:       fakeJWT(map[string]any{"exp": fixtureExpiry.Unix(), "scope": "openid"}),
 		opaqueAccess: "at_SECRET_opaque_0004",
 	}
 }
@@ -165,7 +165,8 @@ func assertNoSecret(t testing.TB, text string, secrets []string) {
 }
 
 // managedRecord returns a managed record whose refresh token is rt, for
-// tests that need several distinct records.
+// tests that need several distinct records. t may be nil (in a helper
+// process).
 func managedRecord(t testing.TB, rt string) states.Record {
 	tk := fixtureTokens(t)
 	return states.Record{
@@ -286,3 +287,6 @@ func ctxT(t testing.TB) context.Context {
 func contextWithTimeout(t testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctxT(t), d)
 }
+
+// mkdirAll creates a private directory and its parents.
+func mkdirAll(path string) error { return os.MkdirAll(path, 0o700) }

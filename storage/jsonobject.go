@@ -71,7 +71,7 @@ func describeJSONError(err error, size int) error {
 	case errors.As(err, &syn) && syn.Offset >= int64(size):
 		return fmt.Errorf("truncated JSON (input ends at byte %d)", size)
 	case errors.As(err, &syn):
-		return fmt.Errorf("not valid JSON (syntax error at byte %d)", syn.Offset)
+		return fmt.Errorf("not valid JSON (syntax error near byte %d)", syn.Offset)
 	}
 	return errors.New("not valid JSON")
 }

@@ -133,7 +133,7 @@ func (s *Store) Save(ctx context.Context, rec states.Record, expected states.Ver
 			prev = held
 		}
 	}
-	if err := checkVersion(view.where, view.data, view.found, expected); err != nil {
+	if err := checkVersion(view, expected); err != nil {
 		return states.NoVersion, err
 	}
 

@@ -23,12 +23,12 @@ func versionOf(data []byte, found bool) states.Version {
 }
 
 // checkVersion is the compare half of every compare-and-swap save.
-func checkVersion(where string, data []byte, found bool, expected states.Version) error {
+func checkVersion(current snapshot, expected states.Version) error {
 	if expected == states.AnyVersion {
 		return nil
 	}
-	if current := versionOf(data, found); current != expected {
-		return &ConflictError{Path: where, Expected: expected, Found: current}
+	if v := current.version(); v != expected {
+		return &ConflictError{Path: current.where, Expected: expected, Found: v}
 	}
 	return nil
 }
