@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/credfsm/credfsm/states"
+)
+
+// Sentinel errors of the Manager. Errors it returns wrap one of them, so a
+// host can branch with errors.Is; the typed errors below carry the detail.
+var (
+	// ErrLoggedOut: no credential is known. Sign in first.
+	ErrLoggedOut = errors.New("engine: not signed in")
+	// ErrPermanent: the credential failed for good (see *PermanentError for
+	// the reason). Sign in again.
+	ErrPermanent = errors.New("engine: the credential cannot be used any more")
+	// ErrTransient: a refresh failed in a way that may pass and the current
+	// access token has expired (see *TransientError for when to retry).
+	ErrTransient = errors.New("engine: the credential cannot be refreshed right now")
+	// ErrKeyRejected: the API refused the API key. Keys are never refreshed.
+	ErrKeyRejected = errors.New("engine: the API refused the API key")
+	// ErrClosed: the Manager was closed.
+	ErrClosed = errors.New("engine: manager closed")
+	// ErrInternal: the machine reached a situation its table does not cover.
+	// It is a bug in the table; the error says which state and event.
+	ErrInternal = errors.New("engine: internal error")
+)
+
+// PermanentError says why the credential failed for good and what to do.
+type PermanentError struct {
+	Reason states.Reason
+	// Detail is what the provider or the store said, sanitised; may be "".
+	Detail string
+}
+
+func (e *PermanentError) Error() string {
+	msg := fmt.Sprintf("engine: %s; %s", e.Reason.Describe(), e.Reason.NextStep())
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrPermanent) true.
+func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+
+// TransientError says that no usable token is available right now and when
+// the next refresh may be tried.
+type TransientError struct {
+	RetryAt time.Time // zero when unknown
+	Detail  string    // the last failure, sanitised
+}
+
+func (e *TransientError) Error() string {
+	msg := "engine: the access token has expired and could not be refreshed yet"
+	if !e.RetryAt.IsZero() {
+		msg += "; next attempt after " + e.RetryAt.UTC().Format(time.RFC3339)
+	}
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrTransient) true.
+func (e *TransientError) Is(target error) bool { return target == ErrTransient }
