@@ -92,14 +92,19 @@ const maxUnixTime = 253402300799
 // unknown, which is not an error.
 func AccessTokenExpiry(raw string) (exp time.Time, ok bool) {
 	var c struct {
-		Exp json.Number `json:"exp"`
+		Exp json.RawMessage `json:"exp"`
 	}
-	if err := decodePayload(raw, &c); err != nil || c.Exp == "" {
+	if err := decodePayload(raw, &c); err != nil {
 		return time.Time{}, false
 	}
-	// NumericDate allows fractions of a second.
+	// A NumericDate is a JSON number, possibly with a fraction; a string
+	// is not one, even if it holds digits.
 	// https://www.rfc-editor.org/rfc/rfc7519#section-2
-	secs, err := c.Exp.Float64()
+	var n json.Number
+	if len(c.Exp) == 0 || c.Exp[0] == '"' || json.Unmarshal(c.Exp, &n) != nil {
+		return time.Time{}, false
+	}
+	secs, err := n.Float64()
 	if err != nil || math.IsNaN(secs) || secs <= 0 || secs > maxUnixTime {
 		return time.Time{}, false
 	}

@@ -1,10 +1,12 @@
 package oauthtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -281,6 +283,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Read the whole body first: net/http notices a client that gives up
+	// (and cancels r.Context) only once the body has been consumed, and
+	// Hang and Delay rely on that.
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		writeError(w, d, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+
 	badID := false
 	if fault != nil {
 		switch fault.kind {
@@ -366,7 +378,6 @@ const maxRequestBody = 64 << 10
 func parseRequest(r *http.Request, d Dialect) (refreshRequest, string, string) {
 	var req refreshRequest
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	body := http.MaxBytesReader(nil, r.Body, maxRequestBody)
 
 	switch d {
 	case DialectCodex:
@@ -380,7 +391,7 @@ func parseRequest(r *http.Request, d Dialect) (refreshRequest, string, string) {
 			RefreshToken string `json:"refresh_token"`
 			Scope        string `json:"scope"`
 		}
-		if err := json.NewDecoder(body).Decode(&f); err != nil {
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
 			return req, "invalid_request", "the body is not a JSON object of strings"
 		}
 		req = refreshRequest{f.ClientID, f.ClientSecret, f.GrantType, f.RefreshToken, f.Scope}
@@ -388,7 +399,6 @@ func parseRequest(r *http.Request, d Dialect) (refreshRequest, string, string) {
 		if mt != "application/x-www-form-urlencoded" {
 			return req, "invalid_request", "expected a form-encoded body"
 		}
-		r.Body = body
 		if err := r.ParseForm(); err != nil {
 			return req, "invalid_request", "the body is not form-encoded"
 		}
