@@ -63,7 +63,8 @@ func (a *Auto) Load(ctx context.Context) (states.Record, states.Version, error) 
 
 // Save writes rec if what Load would show still has the expected version:
 // to the keyring, else to the file.
-func (a *Auto) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (a *Auto) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	return saveCAS(ctx, a.home, a, rec, expected)
 }
 
@@ -127,7 +128,8 @@ func (a *Auto) snapshot(ctx context.Context) (snapshot, error) {
 	return fs, err
 }
 
-func (a *Auto) write(ctx context.Context, rec states.Record, prev snapshot, keep document) (states.Version, error) {
+func (a *Auto) write(ctx context.Context, rec states.Record, prev snapshot,
+	keep document) (states.Version, error) {
 	// When the read just failed on the keyring, the record Load shows is
 	// the file's, and that is where the new one goes.
 	if prev.keyring != keyringDown {
@@ -208,7 +210,8 @@ func (a *Auto) noteShadow() {
 	a.shadowWarned = true
 	a.mu.Unlock()
 	if first {
-		a.logger.Warn("storage: a plaintext credential file is ignored because the keyring holds a record",
+		a.logger.Warn("storage: a plaintext credential file is ignored "+
+			"because the keyring holds a record",
 			"path", a.file.Path(), "entry", a.kr.Entry())
 	}
 }

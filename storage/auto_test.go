@@ -155,7 +155,8 @@ func TestAuto_fallsBackWhenTheKeyringHangs(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Load took %v", took)
 	}
-	if !s.Info().InsecureFallback || logs.count(slogWarn, "using the plaintext credential file") != 1 {
+	warned := logs.count(slogWarn, "using the plaintext credential file")
+	if !s.Info().InsecureFallback || warned != 1 {
 		t.Errorf("hang not reported: Info %+v", s.Info())
 	}
 }
@@ -254,7 +255,8 @@ func TestAuto_deleteClearsBothEvenWhenTheKeyringFails(t *testing.T) {
 	path := writeRaw(t, home, fixtures(t)[0].json, 0o600)
 	got, err := NewAuto(home, nil, 0, nil).Delete(ctxT(t))
 	if !errors.Is(err, ErrKeyringUnavailable) || fileExists(path) {
-		t.Errorf("Delete err = %v, file left %v; want the keyring error and the file gone", err, fileExists(path))
+		t.Errorf("Delete err = %v, file left %v; want the keyring error and the file gone",
+			err, fileExists(path))
 	}
 	if len(got) != 2 {
 		t.Errorf("removals = %+v, want one for the keyring and one for the file", got)

@@ -19,7 +19,8 @@ type backend interface {
 	// write replaces the record with rec, carrying keep's unknown members.
 	// The caller holds the home's ioLocks entry and has compared prev (the
 	// backend's own snapshot) with the version it expected.
-	write(ctx context.Context, rec states.Record, prev snapshot, keep document) (states.Version, error)
+	write(ctx context.Context, rec states.Record, prev snapshot,
+		keep document) (states.Version, error)
 	// clear removes the record from every place the backend keeps one and
 	// reports each of them, carrying on past failures.
 	clear(ctx context.Context) ([]states.Removal, error)

@@ -24,59 +24,75 @@ type badRecord struct {
 func badRecords(t *testing.T) []badRecord {
 	tk := fixtureTokens(t)
 	managed := fixtures(t)[0].json
+	q := func(s string) string { return `"` + s + `"` }
 	tokens := func(id, access, refresh string) string {
-		return `"tokens":{"id_token":` + id + `,"access_token":` + access + `,"refresh_token":` + refresh + `}`
+		return `"tokens":{"id_token":` + id + `,"access_token":` + access +
+			`,"refresh_token":` + refresh + `}`
 	}
-	good := tokens(`"`+tk.id+`"`, `"`+tk.access+`"`, `"`+fixtureRefresh+`"`)
+	good := tokens(q(tk.id), q(tk.access), q(fixtureRefresh))
+	key := func(v string) string { return `"OPENAI_API_KEY":` + v }
 
 	return []badRecord{
 		{"empty file", ``, "empty"},
 		{"white space only", " \n\t", "empty"},
 		{"truncated", managed[:len(managed)/2], "truncated JSON"},
-		{"truncated after the object's opening", `{"OPENAI_API_KEY":"` + fixtureAPIKey, "truncated JSON"},
-		{"not JSON", "OPENAI_API_KEY=" + fixtureAPIKey + "\n", "not valid JSON (syntax error near byte 1)"},
-		{"JSON with a stray character", `{"OPENAI_API_KEY":"` + fixtureAPIKey + `" x}`, "not valid JSON"},
-		{"top-level array", `["` + fixtureAPIKey + `"]`, "want a JSON object, found an array"},
-		{"top-level string", `"` + fixtureAPIKey + `"`, "want a JSON object, found a string"},
+		{"truncated inside a value", `{` + key(`"`+fixtureAPIKey), "truncated JSON"},
+		{"not JSON", "OPENAI_API_KEY=" + fixtureAPIKey + "\n",
+			"not valid JSON (syntax error near byte 1)"},
+		{"JSON with a stray character", `{` + key(q(fixtureAPIKey)) + ` x}`, "not valid JSON"},
+		{"top-level array", `[` + q(fixtureAPIKey) + `]`, "want a JSON object, found an array"},
+		{"top-level string", q(fixtureAPIKey), "want a JSON object, found a string"},
 		{"top-level null", `null`, "want a JSON object, found null"},
-		{"data after the object", managed + `{"OPENAI_API_KEY":"` + fixtureXKey + `"}`, "after the JSON object"},
-		{"key of the wrong type", `{"OPENAI_API_KEY":12345,` + good + `}`,
+		{"data after the object", managed + `{` + key(q(fixtureXKey)) + `}`,
+			"after the JSON object"},
+		{"key of the wrong type", `{` + key(`12345`) + `,` + good + `}`,
 			"OPENAI_API_KEY must be a string or null, found a number"},
-		{"auth_mode of the wrong type", `{"auth_mode":["` + fixtureAPIKey + `"]}`,
+		{"auth_mode of the wrong type", `{"auth_mode":[` + q(fixtureAPIKey) + `]}`,
 			"auth_mode must be a string or null, found an array"},
-		{"tokens of the wrong type", `{"tokens":"` + fixtureRefresh + `"}`,
+		{"tokens of the wrong type", `{"tokens":` + q(fixtureRefresh) + `}`,
 			"tokens must be an object or null, found a string"},
-		{"id_token of the wrong type", `{` + tokens(`7`, `"`+tk.access+`"`, `"`+fixtureRefresh+`"`) + `}`,
+		{"id_token of the wrong type", `{` + tokens(`7`, q(tk.access), q(fixtureRefresh)) + `}`,
 			"tokens.id_token must be a string, found a number"},
-		{"refresh_token null", `{` + tokens(`"`+tk.id+`"`, `"`+tk.access+`"`, `null`) + `}`,
+		{"refresh_token null", `{` + tokens(q(tk.id), q(tk.access), `null`) + `}`,
 			"tokens.refresh_token must be a string, found null"},
-		{"refresh_token missing", `{"tokens":{"id_token":"` + tk.id + `","access_token":"` + tk.access + `"}}`,
+		{"refresh_token missing",
+			`{"tokens":{"id_token":` + q(tk.id) + `,"access_token":` + q(tk.access) + `}}`,
 			"tokens.refresh_token is missing"},
-		{"account_id of the wrong type", `{"tokens":{"id_token":"` + tk.id + `","access_token":"` + tk.access +
-			`","refresh_token":"` + fixtureRefresh + `","account_id":{}}}`, "tokens.account_id must be a string or null"},
-		{"empty last_refresh", `{` + good + `,"last_refresh":""}`, "last_refresh is an empty string"},
-		{"last_refresh not a time", `{` + good + `,"last_refresh":"` + fixtureXKey + `"}`,
+		{"account_id of the wrong type",
+			`{"tokens":{"id_token":` + q(tk.id) + `,"access_token":` + q(tk.access) +
+				`,"refresh_token":` + q(fixtureRefresh) + `,"account_id":{}}}`,
+			"tokens.account_id must be a string or null"},
+		{"empty last_refresh", `{` + good + `,"last_refresh":""}`,
+			"last_refresh is an empty string"},
+		{"last_refresh not a time", `{` + good + `,"last_refresh":` + q(fixtureXKey) + `}`,
 			"last_refresh is not an RFC 3339 time"},
 		{"last_refresh of the wrong type", `{` + good + `,"last_refresh":1759322096}`,
 			"last_refresh must be a string or null, found a number"},
-		{"id_token not a JWT", `{` + tokens(`"`+fixtureXKey+`"`, `"`+tk.access+`"`, `"`+fixtureRefresh+`"`) + `}`,
+		{"id_token not a JWT",
+			`{` + tokens(q(fixtureXKey), q(tk.access), q(fixtureRefresh)) + `}`,
 			"tokens.id_token is not a usable JWT"},
-		{"id_token with an undecodable payload", `{` + tokens(`"eyJhbGciOiJub25lIn0.SECRET!payload.c2ln"`,
-			`"`+tk.access+`"`, `"`+fixtureRefresh+`"`) + `}`, "tokens.id_token is not a usable JWT"},
-		{"api key mode without a key", `{"auth_mode":"apikey","OPENAI_API_KEY":null,` + good + `}`,
+		{"id_token with an undecodable payload",
+			`{` + tokens(q("eyJhbGciOiJub25lIn0.SECRET!payload.c2ln"), q(tk.access),
+				q(fixtureRefresh)) + `}`,
+			"tokens.id_token is not a usable JWT"},
+		{"api key mode without a key", `{"auth_mode":"apikey",` + key(`null`) + `,` + good + `}`,
 			`auth mode "apikey" needs OPENAI_API_KEY, which is missing or null`},
-		{"api key mode with an empty key", `{"auth_mode":"apikey","OPENAI_API_KEY":""}`,
+		{"api key mode with an empty key", `{"auth_mode":"apikey",` + key(`""`) + `}`,
 			`auth mode "apikey" needs OPENAI_API_KEY, which is empty`},
-		{"managed mode without tokens", `{"auth_mode":"chatgpt","OPENAI_API_KEY":null,"last_refresh":"2025-10-01T12:34:56Z"}`,
+		{"managed mode without tokens",
+			`{"auth_mode":"chatgpt",` + key(`null`) + `,"last_refresh":"2025-10-01T12:34:56Z"}`,
 			`auth mode "chatgpt" needs tokens, which is missing or null`},
-		{"legacy record with neither key nor tokens", `{"OPENAI_API_KEY":null,"tokens":null}`,
+		{"legacy record with neither key nor tokens", `{` + key(`null`) + `,"tokens":null}`,
 			`auth mode "chatgpt" needs tokens`},
-		{"host-managed mode without tokens", `{"auth_mode":"chatgptAuthTokens","OPENAI_API_KEY":"` + fixtureXKey + `"}`,
+		{"host-managed mode without tokens",
+			`{"auth_mode":"chatgptAuthTokens",` + key(q(fixtureXKey)) + `}`,
 			`auth mode "chatgptAuthTokens" needs tokens`},
-		{"unknown auth_mode", `{"auth_mode":"` + fixtureXKey + `",` + good + `}`, "auth_mode has an unknown value"},
-		{"repeated key", `{"OPENAI_API_KEY":"` + fixtureAPIKey + `","OPENAI_API_KEY":"` + fixtureXKey + `"}`,
+		{"unknown auth_mode", `{"auth_mode":` + q(fixtureXKey) + `,` + good + `}`,
+			"auth_mode has an unknown value"},
+		{"repeated key", `{` + key(q(fixtureAPIKey)) + `,` + key(q(fixtureXKey)) + `}`,
 			"OPENAI_API_KEY appears more than once"},
-		{"too big", `{"OPENAI_API_KEY":"` + fixtureAPIKey + `","pad":"` + strings.Repeat("A", maxRecordSize) + `"}`,
+		{"too big",
+			`{` + key(q(fixtureAPIKey)) + `,"pad":` + q(strings.Repeat("A", maxRecordSize)) + `}`,
 			"more than the"},
 	}
 }
@@ -150,7 +166,8 @@ func TestSave_replacesAnUnreadableRecordOnlyByItsVersion(t *testing.T) {
 	if !errors.Is(err, states.ErrUnreadable) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := s.Save(ctx, managedRecord(t, "rt"), states.NoVersion); !errors.Is(err, states.ErrConflict) {
+	_, err = s.Save(ctx, managedRecord(t, "rt"), states.NoVersion)
+	if !errors.Is(err, states.ErrConflict) {
 		t.Errorf("NoVersion over an unreadable record: err = %v, want ErrConflict", err)
 	}
 	if _, err := s.Save(ctx, managedRecord(t, "rt"), v); err != nil {
@@ -169,7 +186,8 @@ func TestLoad_notARegularFile(t *testing.T) {
 	}
 	_, _, err := NewFile(home, nil).Load(ctxT(t))
 	var le *LoadError
-	if !errors.As(err, &le) || le.Path != path || !strings.Contains(le.Problem, "not a regular file") {
+	if !errors.As(err, &le) || le.Path != path ||
+		!strings.Contains(le.Problem, "not a regular file") {
 		t.Errorf("err = %v, want a *LoadError saying it is not a regular file", err)
 	}
 }

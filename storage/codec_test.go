@@ -30,7 +30,11 @@ func TestParseDocument_everyCodexShape(t *testing.T) {
 func TestEncodeDocument_roundTripsEveryShape(t *testing.T) {
 	for _, f := range fixtures(t) {
 		for _, pretty := range []bool{false, true} {
-			t.Run(f.name+"/pretty="+map[bool]string{false: "no", true: "yes"}[pretty], func(t *testing.T) {
+			name := f.name + "/compact"
+			if pretty {
+				name = f.name + "/indented"
+			}
+			t.Run(name, func(t *testing.T) {
 				data, err := encodeDocument(f.want, document{}, pretty)
 				if err != nil {
 					t.Fatalf("encodeDocument: %v", err)
@@ -194,7 +198,8 @@ func TestEncodeDocument_refusesWhatCouldNotLoad(t *testing.T) {
 		{"api key record without key", states.Record{Mode: states.ModeAPIKey}, ErrInvalidRecord},
 		{"managed without tokens", states.Record{Mode: states.ModeManaged}, ErrInvalidRecord},
 		{"id token not a JWT", states.Record{Mode: states.ModeManaged, Tokens: states.Tokens{
-			IDToken: states.NewSecret("SECRET-not-a-jwt"), AccessToken: states.NewSecret(fixtureRefresh),
+			IDToken:     states.NewSecret("SECRET-not-a-jwt"),
+			AccessToken: states.NewSecret(fixtureRefresh),
 		}}, ErrInvalidRecord},
 		{"year past 9999", func() states.Record {
 			r := managedRecord(t, fixtureRefresh)
@@ -222,7 +227,8 @@ func TestTimestamp_format(t *testing.T) {
 		{time.Date(2025, 10, 1, 12, 34, 56, 789012000, time.UTC), "2025-10-01T12:34:56.789012Z"},
 		{time.Date(2025, 10, 1, 12, 34, 56, 789000000, time.UTC), "2025-10-01T12:34:56.789Z"},
 		{time.Date(2025, 10, 1, 12, 34, 56, 0, time.UTC), "2025-10-01T12:34:56.000Z"},
-		{time.Date(2025, 10, 1, 14, 34, 56, 0, time.FixedZone("CEST", 2*3600)), "2025-10-01T12:34:56.000Z"},
+		{time.Date(2025, 10, 1, 14, 34, 56, 0, time.FixedZone("CEST", 2*3600)),
+			"2025-10-01T12:34:56.000Z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -253,7 +259,8 @@ func TestTimestamp_parseAcceptsOffsetsAndReturnsUTC(t *testing.T) {
 }
 
 func TestParseDocument_idTokenErrorWrapsOAuthSentinel(t *testing.T) {
-	_, err := parseDocument([]byte(`{"tokens":{"id_token":"a.b","access_token":"x","refresh_token":"y"}}`))
+	in := `{"tokens":{"id_token":"a.b","access_token":"x","refresh_token":"y"}}`
+	_, err := parseDocument([]byte(in))
 	if !errors.Is(err, oauth.ErrMalformedToken) {
 		t.Errorf("err = %v, want it to wrap oauth.ErrMalformedToken", err)
 	}
@@ -276,7 +283,8 @@ func TestParseDocument_duplicateKnownFieldsAreRefused(t *testing.T) {
 // Names are case-sensitive, as in Codex: a differently cased member is an
 // unknown one, not the key.
 func TestParseDocument_namesAreCaseSensitive(t *testing.T) {
-	doc, err := parseDocument([]byte(`{"auth_mode":"apikey","OPENAI_API_KEY":"sk-SECRET-a","openai_api_key":"sk-SECRET-b"}`))
+	in := `{"auth_mode":"apikey","OPENAI_API_KEY":"sk-SECRET-a","openai_api_key":"sk-SECRET-b"}`
+	doc, err := parseDocument([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,8 @@ func (e *Ephemeral) Load(ctx context.Context) (states.Record, states.Version, er
 }
 
 // Save replaces the record if the entry still holds the expected version.
-func (e *Ephemeral) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (e *Ephemeral) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	return saveCAS(ctx, e.home, e, rec, expected)
 }
 
@@ -82,7 +83,8 @@ func (e *Ephemeral) snapshot(ctx context.Context) (snapshot, error) {
 	return snapshot{where: "memory " + account, data: data, found: ok}, nil
 }
 
-func (e *Ephemeral) write(_ context.Context, rec states.Record, _ snapshot, keep document) (states.Version, error) {
+func (e *Ephemeral) write(_ context.Context, rec states.Record, _ snapshot,
+	keep document) (states.Version, error) {
 	data, err := encodeDocument(rec, keep, false)
 	if err != nil {
 		return states.NoVersion, err

@@ -47,7 +47,8 @@ func TestEphemeral_compareAndSwapAndDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Save(ctx, managedRecord(t, "rt_b"), states.NoVersion); !errors.Is(err, states.ErrConflict) {
+	_, err = s.Save(ctx, managedRecord(t, "rt_b"), states.NoVersion)
+	if !errors.Is(err, states.ErrConflict) {
 		t.Errorf("err = %v, want ErrConflict", err)
 	}
 	if _, err := s.Save(ctx, managedRecord(t, "rt_b"), v1); err != nil {

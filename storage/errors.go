@@ -24,7 +24,8 @@ var (
 
 	// ErrEmptyRecord is returned by Save for the zero record. Signing out is
 	// a Delete, not a save of nothing.
-	ErrEmptyRecord = errors.New("storage: refusing to save an empty record (use Delete to sign out)")
+	ErrEmptyRecord = errors.New(
+		"storage: refusing to save an empty record (use Delete to sign out)")
 
 	// ErrInvalidRecord is returned by Save for a record that could not be
 	// loaded back once written (an id token that is not a JWT, an API-key

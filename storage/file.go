@@ -63,7 +63,8 @@ func (f *File) Load(ctx context.Context) (states.Record, states.Version, error) 
 
 // Save writes rec if the file still holds the expected version and returns
 // the new one. Unknown members of the record it replaces are kept.
-func (f *File) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (f *File) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	return saveCAS(ctx, f.home, f, rec, expected)
 }
 
@@ -162,7 +163,8 @@ func (f *File) observe(perm fs.FileMode) {
 }
 
 // write replaces the stored record; the caller has done the compare.
-func (f *File) write(_ context.Context, rec states.Record, _ snapshot, keep document) (states.Version, error) {
+func (f *File) write(_ context.Context, rec states.Record, _ snapshot,
+	keep document) (states.Version, error) {
 	data, err := encodeDocument(rec, keep, true)
 	if err != nil {
 		return states.NoVersion, err

@@ -127,7 +127,8 @@ func TestFile_saveKeepsUnknownMembers(t *testing.T) {
 	f := fixtures(t)[0]
 	withExtras := strings.Replace(f.json, `"auth_mode":"chatgpt",`,
 		`"auth_mode":"chatgpt","written_by":{"tool":"other","v":[1,2]},`, 1)
-	withExtras = strings.Replace(withExtras, `"refresh_token":`, `"token_type":"Bearer","refresh_token":`, 1)
+	withExtras = strings.Replace(withExtras,
+		`"refresh_token":`, `"token_type":"Bearer","refresh_token":`, 1)
 	writeRaw(t, home, withExtras, 0o600)
 
 	s := NewFile(home, nil)
@@ -140,7 +141,10 @@ func TestFile_saveKeepsUnknownMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := readRaw(t, home)
-	for _, want := range []string{`"written_by": {`, `"tool": "other"`, `"token_type": "Bearer"`, `"rt_rotated"`} {
+	wants := []string{
+		`"written_by": {`, `"tool": "other"`, `"token_type": "Bearer"`, `"rt_rotated"`,
+	}
+	for _, want := range wants {
 		if !strings.Contains(raw, want) {
 			t.Errorf("saved file lacks %s:\n%s", want, raw)
 		}
@@ -150,7 +154,8 @@ func TestFile_saveKeepsUnknownMembers(t *testing.T) {
 func TestFile_permissions(t *testing.T) {
 	t.Run("created private", func(t *testing.T) {
 		home := filepath.Join(t.TempDir(), "a", "codex")
-		if _, err := NewFile(home, nil).Save(ctxT(t), managedRecord(t, "rt"), states.NoVersion); err != nil {
+		_, err := NewFile(home, nil).Save(ctxT(t), managedRecord(t, "rt"), states.NoVersion)
+		if err != nil {
 			t.Fatal(err)
 		}
 		assertPerm(t, home, 0o700)
@@ -163,7 +168,8 @@ func TestFile_permissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeRaw(t, home, fixtures(t)[0].json, 0o644)
-		if _, err := NewFile(home, nil).Save(ctxT(t), managedRecord(t, "rt"), states.AnyVersion); err != nil {
+		_, err := NewFile(home, nil).Save(ctxT(t), managedRecord(t, "rt"), states.AnyVersion)
+		if err != nil {
 			t.Fatal(err)
 		}
 		assertPerm(t, home, 0o700)
@@ -254,7 +260,8 @@ func TestFile_delete(t *testing.T) {
 
 func TestFile_saveRefusesTheEmptyRecord(t *testing.T) {
 	home := t.TempDir()
-	if _, err := NewFile(home, nil).Save(ctxT(t), states.Record{}, states.AnyVersion); !errors.Is(err, ErrEmptyRecord) {
+	_, err := NewFile(home, nil).Save(ctxT(t), states.Record{}, states.AnyVersion)
+	if !errors.Is(err, ErrEmptyRecord) {
 		t.Errorf("err = %v, want ErrEmptyRecord", err)
 	}
 	if fileExists(filepath.Join(home, AuthFileName)) {

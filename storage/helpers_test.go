@@ -72,7 +72,10 @@ func fixtureTokens(testing.TB) tokenSet {
 
 // wantClaims are the claims idClaims(fixtureAccount) parse to.
 var wantClaims = states.Claims{
-	Email: "user@example.com", Plan: states.PlanPro, UserID: "user-FIXTURE", AccountID: fixtureAccount,
+	Email:     "user@example.com",
+	Plan:      states.PlanPro,
+	UserID:    "user-FIXTURE",
+	AccountID: fixtureAccount,
 }
 
 var fixtureRefreshTime = time.Date(2025, 10, 1, 12, 34, 56, 789012000, time.UTC)
@@ -132,13 +135,15 @@ func fixtures(t testing.TB) []fixture {
 		},
 		{
 			name: "host_managed",
-			json: `{"auth_mode":"chatgptAuthTokens","OPENAI_API_KEY":null,"tokens":{"id_token":"` +
-				tk.id + `","access_token":"` + tk.opaqueAccess + `","refresh_token":"","account_id":"` +
-				fixtureAccount + `"},"last_refresh":"2025-10-01T12:34:56.789Z"}`,
+			json: `{"auth_mode":"chatgptAuthTokens","OPENAI_API_KEY":null,` +
+				`"tokens":{"id_token":"` + tk.id + `","access_token":"` + tk.opaqueAccess +
+				`","refresh_token":"","account_id":"` + fixtureAccount + `"},` +
+				`"last_refresh":"2025-10-01T12:34:56.789Z"}`,
 			want: states.Record{Mode: states.ModeExternal, Tokens: states.Tokens{
 				IDToken: states.NewSecret(tk.id), AccessToken: states.NewSecret(tk.opaqueAccess),
 				AccountID: fixtureAccount,
-			}, Claims: wantClaims, LastRefresh: time.Date(2025, 10, 1, 12, 34, 56, 789000000, time.UTC)},
+			}, Claims: wantClaims,
+				LastRefresh: time.Date(2025, 10, 1, 12, 34, 56, 789000000, time.UTC)},
 		},
 	}
 }
@@ -147,7 +152,9 @@ func fixtures(t testing.TB) []fixture {
 // JWT segments that carry data, for leak checks.
 func fixtureSecrets(t testing.TB) []string {
 	tk := fixtureTokens(t)
-	out := []string{fixtureAPIKey, fixtureXKey, fixtureRefresh, tk.id, tk.access, tk.opaqueAccess, "SECRET"}
+	out := []string{
+		fixtureAPIKey, fixtureXKey, fixtureRefresh, tk.id, tk.access, tk.opaqueAccess, "SECRET",
+	}
 	for _, jwt := range []string{tk.id, tk.access} {
 		out = append(out, strings.Split(jwt, ".")[1])
 	}

@@ -31,7 +31,8 @@ func DefaultHome() (string, error) {
 	}
 	user, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("storage: no home directory to put .codex in (set CODEX_HOME): %w", err)
+		return "", fmt.Errorf(
+			"storage: no home directory to put .codex in (set CODEX_HOME): %w", err)
 	}
 	return filepath.Join(user, ".codex"), nil
 }

@@ -35,7 +35,8 @@ func TestKeyringAccount_canonicalisesExistingHomes(t *testing.T) {
 	t.Chdir(root)
 
 	want := KeyringAccount(home)
-	for _, name := range []string{link, "codex", "./codex/", filepath.Join(root, "codex", "..", "codex")} {
+	names := []string{link, "codex", "./codex/", filepath.Join(root, "codex", "..", "codex")}
+	for _, name := range names {
 		if got := KeyringAccount(name); got != want {
 			t.Errorf("KeyringAccount(%q) = %q, want %q (same as %q)", name, got, want, home)
 		}

@@ -108,7 +108,8 @@ func (k *Keyring) Load(ctx context.Context) (states.Record, states.Version, erro
 
 // Save writes rec if the entry still holds the expected version, then
 // removes a leftover plaintext auth.json.
-func (k *Keyring) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (k *Keyring) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	return saveCAS(ctx, k.home, k, rec, expected)
 }
 
@@ -138,10 +139,12 @@ func (k *Keyring) snapshot(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	return snapshot{where: "keyring " + keyringEntry(account), data: []byte(value), found: found}, nil
+	where := "keyring " + keyringEntry(account)
+	return snapshot{where: where, data: []byte(value), found: found}, nil
 }
 
-func (k *Keyring) write(ctx context.Context, rec states.Record, _ snapshot, keep document) (states.Version, error) {
+func (k *Keyring) write(ctx context.Context, rec states.Record, _ snapshot,
+	keep document) (states.Version, error) {
 	data, err := encodeDocument(rec, keep, false)
 	if err != nil {
 		return states.NoVersion, err
@@ -167,7 +170,8 @@ func (k *Keyring) removePlaintext() {
 	}
 	k.note = ""
 	if removed {
-		k.logger.Info("storage: removed the plaintext credential file now that the keyring holds the record",
+		k.logger.Info("storage: removed the plaintext credential file "+
+			"now that the keyring holds the record",
 			"path", k.file.Path())
 	}
 }
@@ -175,7 +179,9 @@ func (k *Keyring) removePlaintext() {
 func (k *Keyring) clear(ctx context.Context) ([]states.Removal, error) {
 	account := KeyringAccount(k.home)
 	found, kerr := k.client.del(ctx, account)
-	removals := []states.Removal{{Backend: "keyring " + keyringEntry(account), Removed: found, Err: kerr}}
+	removals := []states.Removal{
+		{Backend: "keyring " + keyringEntry(account), Removed: found, Err: kerr},
+	}
 
 	fileRemovals, ferr := k.file.clear(ctx)
 	removals = append(removals, fileRemovals...)

@@ -86,7 +86,8 @@ func TestKeyring_saveIsCompareAndSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Save(ctx, managedRecord(t, "rt_b"), states.NoVersion); !errors.Is(err, states.ErrConflict) {
+	_, err = s.Save(ctx, managedRecord(t, "rt_b"), states.NoVersion)
+	if !errors.Is(err, states.ErrConflict) {
 		t.Errorf("save over a stored record with NoVersion: err = %v, want ErrConflict", err)
 	}
 	if _, err := s.Save(ctx, managedRecord(t, "rt_b"), v1); err != nil {
@@ -168,8 +169,10 @@ func TestKeyring_callsAreTimeBoxed(t *testing.T) {
 	_, _, err := s.Load(ctxT(t))
 	took := time.Since(start)
 	var ke *KeyringError
-	if !errors.As(err, &ke) || !errors.Is(err, ErrKeyringTimeout) || !errors.Is(err, ErrKeyringUnavailable) {
-		t.Fatalf("err = %v, want a *KeyringError wrapping ErrKeyringTimeout and ErrKeyringUnavailable", err)
+	if !errors.As(err, &ke) || !errors.Is(err, ErrKeyringTimeout) ||
+		!errors.Is(err, ErrKeyringUnavailable) {
+		t.Fatalf("err = %v, want a *KeyringError wrapping ErrKeyringTimeout "+
+			"and ErrKeyringUnavailable", err)
 	}
 	if took < box || took > 2*time.Second {
 		t.Errorf("Load returned after %v, want about %v", took, box)
@@ -240,7 +243,8 @@ func TestKeyring_deleteClearsKeyringAndFile(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
 		t.Errorf("Delete err %v, (-want +got):\n%s", err, diff)
 	}
-	if _, err := keyring.Get("Codex Auth", KeyringAccount(home)); !errors.Is(err, keyring.ErrNotFound) {
+	_, err = keyring.Get("Codex Auth", KeyringAccount(home))
+	if !errors.Is(err, keyring.ErrNotFound) {
 		t.Errorf("keyring entry survived: %v", err)
 	}
 }

@@ -45,7 +45,8 @@ func lockHome(ctx context.Context, home string) (unlock func() error, err error)
 	ok, err := fl.TryLockContext(ctx, lockPoll)
 	if !ok {
 		release()
-		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if err == nil || errors.Is(err, context.Canceled) ||
+			errors.Is(err, context.DeadlineExceeded) {
 			return nil, lockTimeout(path, ctx.Err())
 		}
 		return nil, fmt.Errorf("storage: cannot lock %s: %w", path, err)

@@ -235,7 +235,8 @@ func TestProcesses_compareAndSwapLetsExactlyOneStaleWriterWin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("rt_child_%d", winner); got.Tokens.RefreshToken.Reveal() != want || v != saved {
+	want := fmt.Sprintf("rt_child_%d", winner)
+	if got.Tokens.RefreshToken.Reveal() != want || v != saved {
 		t.Errorf("stored %q at %s, want the winner's %s at %s",
 			got.Tokens.RefreshToken.Reveal(), v, want, saved)
 	}
@@ -304,11 +305,13 @@ func TestProcesses_lockThenRereadSerialisesWriters(t *testing.T) {
 	}
 	// The second writer saw the first one's record: nothing was lost.
 	if first.read != string(v0) || second.read != first.saved {
-		t.Fatalf("reads %+v; want one to read the initial version and the other the first's save", results)
+		t.Fatalf("reads %+v; want one to read the initial version "+
+			"and the other the first's save", results)
 	}
 	got, v, err := NewFile(home, nil).Load(ctx)
 	if err != nil || v != states.Version(second.saved) ||
 		got.Tokens.RefreshToken.Reveal() != "rt_child_"+second.id {
-		t.Errorf("stored %q at %s (%v), want the second writer's", got.Tokens.RefreshToken.Reveal(), v, err)
+		t.Errorf("stored %q at %s (%v), want the second writer's",
+			got.Tokens.RefreshToken.Reveal(), v, err)
 	}
 }

@@ -105,7 +105,8 @@ func (s *Store) Load(ctx context.Context) (states.Record, states.Version, error)
 
 // Save writes rec where it belongs if what Load would show still has the
 // expected version. See Store.
-func (s *Store) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (s *Store) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	if rec.IsZero() {
 		return states.NoVersion, ErrEmptyRecord
 	}

@@ -117,7 +117,8 @@ func TestStore_hostManagedTokensTakePrecedence(t *testing.T) {
 	// A save of a persisted record checks against what Load shows (the
 	// memory entry), goes to the file, and the memory entry still wins.
 	if _, err := s.Save(ctx, managedRecord(t, "rt"), vFile); !errors.Is(err, states.ErrConflict) {
-		t.Errorf("save against the file's version while memory shadows it: err = %v, want ErrConflict", err)
+		t.Errorf("save against the file's version while memory shadows it: "+
+			"err = %v, want ErrConflict", err)
 	}
 	vManaged, err := s.Save(ctx, managedRecord(t, "rt"), vExt)
 	if err != nil {
@@ -176,7 +177,8 @@ func TestStore_deleteClearsEveryBackend(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.mode != ModeEphemeral {
-				if err := keyring.Set("Codex Auth", KeyringAccount(home), fixtures(t)[1].json); err != nil {
+				err := keyring.Set("Codex Auth", KeyringAccount(home), fixtures(t)[1].json)
+				if err != nil {
 					t.Fatal(err)
 				}
 				writeRaw(t, home, fixtures(t)[1].json, 0o600)

@@ -26,7 +26,8 @@ func tidyTempFiles(dir, base string, olderThan time.Duration) {
 	for _, e := range entries {
 		name := e.Name()
 		digits, ok := strings.CutPrefix(name, prefix)
-		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" || !e.Type().IsRegular() {
+		numbered := ok && digits != "" && strings.Trim(digits, "0123456789") == ""
+		if !numbered || !e.Type().IsRegular() {
 			continue
 		}
 		if olderThan > 0 {

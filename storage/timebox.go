@@ -127,7 +127,8 @@ func guard(p KeyringProvider, fn func(KeyringProvider) (string, error)) (v strin
 }
 
 // get reads an entry; found is false when it does not exist.
-func (c keyringClient) get(ctx context.Context, account string) (value string, found bool, err error) {
+func (c keyringClient) get(ctx context.Context,
+	account string) (value string, found bool, err error) {
 	entry := keyringEntry(account)
 	v, err := c.call(ctx, "read", entry, func(p KeyringProvider) (string, error) {
 		return p.Get(KeyringService, account)
