@@ -44,6 +44,7 @@ func lockHome(ctx context.Context, home string) (unlock func() error, err error)
 	fl := flock.New(path, flock.SetPermissions(0o600))
 	ok, err := fl.TryLockContext(ctx, lockPoll)
 	if !ok {
+		_ = fl.Close() // not locked: this only closes the file, if open
 		release()
 		if err == nil || errors.Is(err, context.Canceled) ||
 			errors.Is(err, context.DeadlineExceeded) {

@@ -124,7 +124,14 @@ func (s *Store) Save(ctx context.Context, rec states.Record,
 	view, prev := mem, mem // what Load shows; what the target holds
 	if s.mode != ModeEphemeral && (!mem.found || !toMemory) {
 		held, err := s.backend.snapshot(ctx)
-		if err != nil {
+		switch {
+		case err == nil:
+		case toMemory && expected == states.AnyVersion:
+			// Nothing to compare with, and host-managed tokens do not
+			// depend on the backend: an unreachable keyring must not
+			// keep them out of memory.
+			held = snapshot{}
+		default:
 			return states.NoVersion, err
 		}
 		if !mem.found {

@@ -254,3 +254,80 @@ func TestStore_failingFileRemovalDoesNotStopTheOthers(t *testing.T) {
 		t.Errorf("removals = %+v, want memory and keyring removed, file failed", got)
 	}
 }
+
+// Host-managed tokens live in memory: an unreachable keyring does not keep
+// an unconditional save of them out.
+func TestStore_hostManagedSaveDoesNotNeedTheKeyring(t *testing.T) {
+	keyring.MockInitWithError(errors.New("keyring locked"))
+	t.Cleanup(keyring.MockInit)
+	ctx := ctxT(t)
+	s := openT(t, t.TempDir(), ModeKeyring)
+	if _, err := s.Save(ctx, externalRecord(t), states.AnyVersion); err != nil {
+		t.Fatalf("Save(external, AnyVersion): %v", err)
+	}
+	got, _, err := s.Load(ctx)
+	if err != nil || got.Mode != states.ModeExternal {
+		t.Errorf("Load = %v, %v; want the host-managed record", got.Mode, err)
+	}
+	// A conditional save still needs the version to compare with.
+	if _, err := s.Save(ctx, managedRecord(t, "rt"), states.NoVersion); err == nil {
+		t.Errorf("a managed save succeeded although the keyring is unreachable")
+	}
+}
+
+// Unknown members survive a load and save in every persisted mode.
+func TestStore_unknownMembersSurviveInEveryMode(t *testing.T) {
+	stored := strings.Replace(fixtures(t)[0].json, `"auth_mode":"chatgpt",`,
+		`"auth_mode":"chatgpt","from_another_tool":{"v":[1,"two"]},`, 1)
+	stored = strings.Replace(stored, `"account_id":`, `"token_extra":true,"account_id":`, 1)
+	for _, mode := range []Mode{ModeFile, ModeKeyring, ModeAuto, ModeEphemeral} {
+		t.Run(mode.String(), func(t *testing.T) {
+			keyring.MockInit()
+			ctx := ctxT(t)
+			home := t.TempDir()
+			s := openT(t, home, mode)
+			read := func() string { return readRaw(t, home) }
+			switch mode {
+			case ModeFile:
+				writeRaw(t, home, stored, 0o600)
+			case ModeKeyring, ModeAuto:
+				if err := keyring.Set(KeyringService, KeyringAccount(home), stored); err != nil {
+					t.Fatal(err)
+				}
+				read = func() string {
+					v, _ := keyring.Get(KeyringService, KeyringAccount(home))
+					return v
+				}
+			case ModeEphemeral:
+				memory.mu.Lock()
+				if memory.m == nil {
+					memory.m = map[string][]byte{}
+				}
+				memory.m[KeyringAccount(home)] = []byte(stored)
+				memory.mu.Unlock()
+				t.Cleanup(func() { _, _ = s.Delete(ctxT(t)) })
+				read = func() string {
+					memory.mu.Lock()
+					defer memory.mu.Unlock()
+					return string(memory.m[KeyringAccount(home)])
+				}
+			}
+
+			rec, v, err := s.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.Tokens.RefreshToken = states.NewSecret("rt_rotated")
+			if _, err := s.Save(ctx, rec, v); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.NewReplacer(" ", "", "\n", "").Replace(read())
+			for _, want := range []string{`"from_another_tool":{"v":[1,"two"]}`, `"token_extra":true`,
+				`"rt_rotated"`} {
+				if !strings.Contains(got, want) {
+					t.Errorf("stored record lacks %s:\n%s", want, got)
+				}
+			}
+		})
+	}
+}
