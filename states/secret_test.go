@@ -93,7 +93,8 @@ func secretCarriers() []struct {
 		{"event_refreshed", states.RefreshSucceeded{At: at, Generation: 3, Grant: grant}},
 		{"event_as_interface", states.Event(states.HostRefreshSucceeded{At: at, Grant: grant})},
 		{"command_persist", effects.PersistRecord{Generation: 3, Record: rec, Expected: "v1"}},
-		{"command_redeem", effects.RedeemRefreshToken{Generation: 3, RefreshToken: states.NewSecret(rawRefresh)}},
+		{"command_redeem", effects.RedeemRefreshToken{Generation: 3,
+			RefreshToken: states.NewSecret(rawRefresh)}},
 		{"commands", []effects.Command{
 			effects.RedeemRefreshToken{Generation: 3, RefreshToken: states.NewSecret(rawRefresh)},
 			effects.PersistRecord{Generation: 4, Record: rec, Expected: "v1"},

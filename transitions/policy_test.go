@@ -78,7 +78,8 @@ func TestPolicyStale(t *testing.T) {
 			tokens(time.Time{}, time.Time{}), false},
 
 		{"api_key/never_stale", transitions.Policy{},
-			states.Record{Mode: states.ModeAPIKey, APIKey: states.NewSecret("k"), LastRefresh: now.Add(-100 * day)}, false},
+			states.Record{Mode: states.ModeAPIKey, APIKey: states.NewSecret("k"),
+				LastRefresh: now.Add(-100 * day)}, false},
 		{"nothing/never_stale", transitions.Policy{}, states.Record{}, false},
 		{"host_managed/inside_skew", transitions.Policy{},
 			func() states.Record {
@@ -165,12 +166,14 @@ func TestPolicyBackoff(t *testing.T) {
 		{"grows/fourth", def, 4, 0, 0, 20 * s},
 		{"capped/at_max", def, 7, 0, 0, 150 * s},
 		{"capped/many_attempts", def, 1000, 0, 0, 150 * s},
-		{"capped/upper_bound", def, 1000, 0, 0.999999, transitions.DefaultBackoffMax - 150*time.Microsecond},
+		{"capped/upper_bound", def, 1000, 0, 0.999999,
+			transitions.DefaultBackoffMax - 150*time.Microsecond},
 		{"no_attempts_yet_is_first", def, 0, 0, 0, 2500 * time.Millisecond},
 		{"jitter/half_way", def, 1, 0, 0.5, 3750 * time.Millisecond},
 		{"jitter/negative_clamped", def, 1, 0, -3, 2500 * time.Millisecond},
 		{"configured/base_and_max", transitions.Policy{BackoffBase: s, BackoffMax: 4 * s}, 5, 0, 0, 2 * s},
-		{"configured/max_below_base_means_base", transitions.Policy{BackoffBase: 10 * s, BackoffMax: s}, 3, 0, 0, 5 * s},
+		{"configured/max_below_base_means_base",
+			transitions.Policy{BackoffBase: 10 * s, BackoffMax: s}, 3, 0, 0, 5 * s},
 		{"hint/longer_wins", def, 1, 30 * s, 0.5, 30 * s},
 		{"hint/shorter_ignored", def, 3, s, 0, 10 * s},
 		{"hint/capped_at_an_hour", def, 1, 3 * time.Hour, 0, time.Hour},
@@ -234,10 +237,13 @@ func TestPolicyViolation(t *testing.T) {
 	}{
 		{"no_restriction/api_key", transitions.Policy{}, key, nil},
 		{"no_restriction/tokens", transitions.Policy{}, inWorkspace(states.ModeManaged, "ws-a"), nil},
-		{"nothing_stored", transitions.Policy{ForcedMethod: transitions.MethodAPI, ForcedWorkspace: "ws-a"}, states.Record{}, nil},
+		{"nothing_stored",
+			transitions.Policy{ForcedMethod: transitions.MethodAPI, ForcedWorkspace: "ws-a"},
+			states.Record{}, nil},
 		{"forced_api/api_key_allowed", transitions.Policy{ForcedMethod: transitions.MethodAPI}, key, nil},
 		{"forced_api/chatgpt_tokens", transitions.Policy{ForcedMethod: transitions.MethodAPI},
-			inWorkspace(states.ModeManaged, "ws-a"), []string{"restricted to API keys", "sign in with an API key"}},
+			inWorkspace(states.ModeManaged, "ws-a"),
+			[]string{"restricted to API keys", "sign in with an API key"}},
 		{"forced_api/host_tokens", transitions.Policy{ForcedMethod: transitions.MethodAPI},
 			inWorkspace(states.ModeExternal, "ws-a"), []string{"restricted to API keys"}},
 		{"forced_chatgpt/tokens_allowed", transitions.Policy{ForcedMethod: transitions.MethodChatGPT},
@@ -247,11 +253,13 @@ func TestPolicyViolation(t *testing.T) {
 		{"forced_workspace/same", transitions.Policy{ForcedWorkspace: "ws-a"},
 			inWorkspace(states.ModeManaged, "ws-a"), nil},
 		{"forced_workspace/other", transitions.Policy{ForcedWorkspace: "ws-a"},
-			inWorkspace(states.ModeManaged, "ws-b"), []string{"restricted to workspace ws-a", "workspace ws-b"}},
+			inWorkspace(states.ModeManaged, "ws-b"),
+			[]string{"restricted to workspace ws-a", "workspace ws-b"}},
 		{"forced_workspace/host_tokens_other", transitions.Policy{ForcedWorkspace: "ws-a"},
 			inWorkspace(states.ModeExternal, "ws-b"), []string{"restricted to workspace ws-a"}},
 		{"forced_workspace/none_named", transitions.Policy{ForcedWorkspace: "ws-a"},
-			inWorkspace(states.ModeManaged, ""), []string{"restricted to workspace ws-a", "names no workspace"}},
+			inWorkspace(states.ModeManaged, ""),
+			[]string{"restricted to workspace ws-a", "names no workspace"}},
 		{"forced_workspace/case_matters", transitions.Policy{ForcedWorkspace: "ws-a"},
 			inWorkspace(states.ModeManaged, "WS-A"), []string{"restricted to workspace ws-a"}},
 		{"forced_workspace/api_key_not_subject", transitions.Policy{ForcedWorkspace: "ws-a"}, key, nil},
@@ -315,7 +323,8 @@ func TestParseMethod(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := transitions.ParseMethod(tt.in)
 			if got != tt.want || (err != nil) != tt.wantErr {
-				t.Errorf("ParseMethod(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+				t.Errorf("ParseMethod(%q) = %q, %v; want %q, error %v",
+					tt.in, got, err, tt.want, tt.wantErr)
 			}
 		})
 	}

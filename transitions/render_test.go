@@ -202,7 +202,8 @@ func TestMermaid(t *testing.T) {
 				t.Errorf("terminal markers (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(drawnEdges(d), sortedEdges(got)); diff != "" {
-				t.Errorf("diagram arrows differ from the table's non-inert edges (-table +diagram):\n%s", diff)
+				t.Errorf("diagram arrows differ from the table's non-inert edges "+
+					"(-table +diagram):\n%s", diff)
 			}
 
 			var want []string

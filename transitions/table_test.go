@@ -75,8 +75,9 @@ func chain() []transitions.Rule {
 			Commands: []effects.Kind{effects.KindLockAndReread}},
 		{ID: "redeem", From: only(states.Refreshing), On: states.KindStoreReread, To: transitions.Stay,
 			Commands: []effects.Kind{effects.KindRedeemRefreshToken}},
-		{ID: "give_up", From: only(states.Refreshing), On: states.KindRefreshFailed, To: states.ExternalRefresh,
-			Commands: []effects.Kind{effects.KindReleaseLock, effects.KindNotifyObservers, effects.KindAskHost}},
+		{ID: "give_up", From: only(states.Refreshing), On: states.KindRefreshFailed,
+			To: states.ExternalRefresh, Commands: []effects.Kind{
+				effects.KindReleaseLock, effects.KindNotifyObservers, effects.KindAskHost}},
 		{ID: "host_failed", From: only(states.ExternalRefresh), On: states.KindHostRefreshFailed,
 			To: states.FailedPermanent, Commands: []effects.Kind{effects.KindNotifyObservers}},
 	}
@@ -86,6 +87,9 @@ func only(s ...states.State) []states.State { return s }
 
 var passes = transitions.Guard{Name: "always", Test: func(transitions.Input) bool { return true }}
 
+// ruleSet is a table under construction.
+type ruleSet = []transitions.Rule
+
 func TestNewRejects(t *testing.T) {
 	if _, err := transitions.New(states.LoggedOut, chain()); err != nil {
 		t.Fatalf("the base table is invalid: %v", err)
@@ -94,79 +98,82 @@ func TestNewRejects(t *testing.T) {
 	tests := []struct {
 		name    string
 		initial states.State
-		edit    func([]transitions.Rule) []transitions.Rule
+		edit    func(ruleSet) ruleSet
 		want    string
 	}{
-		{"duplicate_id", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"duplicate_id", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[1].ID = rs[0].ID
 			return rs
 		}, "rule sign_in: duplicate ID"},
-		{"bad_id/upper_case", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"bad_id/upper_case", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].ID = "SignIn"
 			return rs
 		}, "rule SignIn: ID must be a snake_case name"},
-		{"bad_id/space", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"bad_id/space", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].ID = "sign in"
 			return rs
 		}, "rule sign in: ID must be a snake_case name"},
-		{"bad_id/empty", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"bad_id/empty", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].ID = ""
 			return rs
 		}, "rule #0: ID must be a snake_case name"},
-		{"unknown_state/from", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"unknown_state/from", states.LoggedOut, func(rs ruleSet) ruleSet {
 			return append(rs, transitions.Rule{ID: "ghost", From: only(states.State(9)),
 				On: states.KindWoke, To: states.LoggedOut})
 		}, "rule ghost: unknown From state state(9)"},
-		{"unknown_state/to", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"unknown_state/to", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].To = states.State(9)
 			return rs
 		}, "rule sign_in: unknown To state state(9)"},
-		{"unknown_state/initial", states.State(9), func(rs []transitions.Rule) []transitions.Rule {
+		{"unknown_state/initial", states.State(9), func(rs ruleSet) ruleSet {
 			return rs
 		}, "initial state state(9) is not a state"},
-		{"no_from_state", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"no_from_state", states.LoggedOut, func(rs ruleSet) ruleSet {
 			return append(rs, transitions.Rule{ID: "nowhere", On: states.KindWoke, To: states.LoggedOut})
 		}, "rule nowhere: no From state"},
-		{"unknown_event_kind", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"unknown_event_kind", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].On = states.EventKind(200)
 			return rs
 		}, "rule sign_in: unknown event kind 200"},
-		{"unreachable_state", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"unreachable_state", states.LoggedOut, func(rs ruleSet) ruleSet {
 			return slices.DeleteFunc(rs, func(r transitions.Rule) bool { return r.ID == "host_failed" })
 		}, "state failed_permanent is not reachable from logged_out"},
-		{"guarded_rule_without_fallback", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"guarded_rule_without_fallback", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[0].Guard = passes
 			return rs
-		}, "rule sign_in: the last rule for logged_out on login_requested is guarded (always); add an unguarded fallback"},
-		{"unguarded_rule_not_last", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		}, "rule sign_in: the last rule for logged_out on login_requested is guarded (always); " +
+			"add an unguarded fallback"},
+		{"unguarded_rule_not_last", states.LoggedOut, func(rs ruleSet) ruleSet {
 			return slices.Insert(rs, 1, transitions.Rule{ID: "shadowed", From: only(states.LoggedOut),
 				On: states.KindLoginRequested, To: states.Fresh})
-		}, "rule sign_in: unguarded in logged_out on login_requested but followed by rule shadowed, which can never fire"},
-		{"guard_without_name", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		}, "rule sign_in: unguarded in logged_out on login_requested but followed by rule shadowed, " +
+			"which can never fire"},
+		{"guard_without_name", states.LoggedOut, func(rs ruleSet) ruleSet {
 			return slices.Insert(rs, 0, transitions.Rule{ID: "anonymous", From: only(states.LoggedOut),
-				On: states.KindLoginRequested, Guard: transitions.Guard{Test: passes.Test}, To: states.Fresh})
+				On: states.KindLoginRequested, Guard: transitions.Guard{Test: passes.Test},
+				To: states.Fresh})
 		}, "rule anonymous: guard has no name"},
-		{"redeem_outside_refreshing", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"redeem_outside_refreshing", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[3].Commands = []effects.Kind{effects.KindRedeemRefreshToken}
 			return rs
 		}, "rule refresh: redeems a refresh token outside refreshing"},
-		{"redeem_from_refreshing_and_more", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"redeem_from_refreshing_and_more", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[4].From = only(states.Refreshing, states.Stale)
 			return rs
 		}, "rule redeem: redeems a refresh token outside refreshing"},
-		{"leaving_waiting_without_notify/refreshing", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"leaving_waiting_without_notify/refreshing", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[5].Commands = []effects.Kind{effects.KindReleaseLock, effects.KindAskHost}
 			return rs
 		}, "rule give_up: leaves refreshing without NotifyObservers, so waiters would never wake"},
-		{"leaving_waiting_without_notify/external_refresh", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"leaving_waiting_without_notify/external_refresh", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[6].Commands = nil
 			return rs
 		}, "rule host_failed: leaves external_refresh without NotifyObservers"},
-		{"leaving_refreshing_without_release_lock", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"leaving_refreshing_without_release_lock", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[5].Commands = []effects.Kind{effects.KindNotifyObservers, effects.KindAskHost}
 			return rs
 		}, "rule give_up: leaves refreshing without ReleaseLock"},
-		{"two_outcome_commands", states.LoggedOut, func(rs []transitions.Rule) []transitions.Rule {
+		{"two_outcome_commands", states.LoggedOut, func(rs ruleSet) ruleSet {
 			rs[3].Commands = []effects.Kind{effects.KindLockAndReread, effects.KindPersistRecord}
 			return rs
 		}, "rule refresh: runs 2 commands with outcomes; at most one may run"},
@@ -224,7 +231,8 @@ func TestDefaultTableInvariants(t *testing.T) {
 	// Every state and event kind that has rules in a waiting state either
 	// waits or ends the wait; login, logout and reload wait for the outcome.
 	for _, s := range []states.State{states.Refreshing, states.ExternalRefresh} {
-		for _, k := range []states.EventKind{states.KindLoginRequested, states.KindLogoutRequested, states.KindLoaded} {
+		held := []states.EventKind{states.KindLoginRequested, states.KindLogoutRequested, states.KindLoaded}
+		for _, k := range held {
 			if d.Permits(s, k) {
 				t.Errorf("%v permits %v; it must wait until the outcome settles", s, k)
 			}
