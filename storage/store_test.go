@@ -322,8 +322,10 @@ func TestStore_unknownMembersSurviveInEveryMode(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := strings.NewReplacer(" ", "", "\n", "").Replace(read())
-			for _, want := range []string{`"from_another_tool":{"v":[1,"two"]}`, `"token_extra":true`,
-				`"rt_rotated"`} {
+			wants := []string{
+				`"from_another_tool":{"v":[1,"two"]}`, `"token_extra":true`, `"rt_rotated"`,
+			}
+			for _, want := range wants {
 				if !strings.Contains(got, want) {
 					t.Errorf("stored record lacks %s:\n%s", want, got)
 				}
