@@ -59,7 +59,7 @@ func TestFile_killedWriterNeverTearsTheRecord(t *testing.T) {
 	}
 	const (
 		workers = 8  // homes written and checked in parallel
-		rounds  = 32 // kills per home: 256 in all
+		rounds  = 26 // kills per home: 208 in all
 	)
 	recs := crashRecords()
 	var kills, leftovers atomic.Int64
