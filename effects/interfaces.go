@@ -13,12 +13,15 @@ import (
 type Store interface {
 	// Load reads the stored record. When nothing is stored it returns the
 	// zero Record, states.NoVersion and a nil error. When something is stored
-	// but cannot be read or parsed, the error wraps states.ErrUnreadable.
-	// Errors name the problem and never contain a secret.
+	// but cannot be read or parsed, the error wraps states.ErrUnreadable and
+	// the version of that content is still returned, so that a save can
+	// replace exactly it. Errors name the problem and never contain a secret.
 	Load(ctx context.Context) (states.Record, states.Version, error)
 
 	// Save writes rec if the store still holds the expected version
-	// (states.AnyVersion: unconditionally) and returns the new version. When
+	// (states.AnyVersion: unconditionally) and returns the new version: the
+	// version the next Load will report, unless a layered store shows
+	// another layer first (then the next Load reports that layer's). When
 	// the store holds another version the error wraps states.ErrConflict and
 	// nothing is written. A save is atomic: a reader sees the old record or
 	// the new one, never a mix.
