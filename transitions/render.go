@@ -48,7 +48,7 @@ func inert(r Rule) bool {
 // which is what looplab/fsm is compiled into.
 func (t *Table) Edges() []Edge {
 	var out []Edge
-	for _, r := range t.rules {
+	for _, r := range cloneRules(t.rules) {
 		for _, s := range r.From {
 			out = append(out, Edge{From: s, To: r.Target(s), Rule: r})
 		}

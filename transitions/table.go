@@ -43,7 +43,20 @@ var defaultTable = sync.OnceValue(func() *Table {
 
 // Rules returns a copy of the default table's rules, for building variants
 // (a test that plants a bug, a host with an extra rule) with New.
-func Rules() []Rule { return slices.Clone(rules) }
+func Rules() []Rule { return cloneRules(rules) }
+
+// cloneRules copies rules so that the copy can be edited freely. A shallow
+// copy is not enough: the From and Commands slices would still be shared,
+// and several rules share one From slice (the resting states, say), so
+// editing one rule of a copy would edit rules of the original table.
+func cloneRules(rs []Rule) []Rule {
+	out := slices.Clone(rs)
+	for i := range out {
+		out[i].From = slices.Clone(out[i].From)
+		out[i].Commands = slices.Clone(out[i].Commands)
+	}
+	return out
+}
 
 var ruleID = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
@@ -67,7 +80,7 @@ func New(initial states.State, rules []Rule) (*Table, error) {
 	if !initial.Valid() {
 		bad("initial state %v is not a state", initial)
 	}
-	t := &Table{initial: initial, rules: slices.Clone(rules), byPair: map[pair][]int{}}
+	t := &Table{initial: initial, rules: cloneRules(rules), byPair: map[pair][]int{}}
 	seen := map[string]bool{}
 	for i, r := range t.rules {
 		name := r.ID
@@ -191,14 +204,14 @@ func (t *Table) checkReachable(bad func(string, ...any)) {
 // Initial returns the declared initial state.
 func (t *Table) Initial() states.State { return t.initial }
 
-// Rules returns the table's rules in order.
-func (t *Table) Rules() []Rule { return slices.Clone(t.rules) }
+// Rules returns a copy of the table's rules in order.
+func (t *Table) Rules() []Rule { return cloneRules(t.rules) }
 
-// Rule returns the rule with the given ID.
+// Rule returns a copy of the rule with the given ID.
 func (t *Table) Rule(id string) (Rule, bool) {
 	for _, r := range t.rules {
 		if r.ID == id {
-			return r, true
+			return cloneRules([]Rule{r})[0], true
 		}
 	}
 	return Rule{}, false
