@@ -35,14 +35,47 @@ func TestDefaultTableIsValid(t *testing.T) {
 }
 
 // TestRulesAreCopies makes sure a caller building a variant cannot change
-// the table every machine runs.
+// the table every machine runs: not its rules' IDs, and not the From and
+// Commands slices inside them, which several rules share.
 func TestRulesAreCopies(t *testing.T) {
-	rs := transitions.Default().Rules()
-	first := rs[0].ID
+	d := transitions.Default()
+	want := d.Markdown()
+	plant := func(rs []transitions.Rule) {
+		for i := range rs {
+			rs[i].ID = "planted"
+			rs[i].From[0] = states.APIKey
+			if len(rs[i].Commands) > 0 {
+				rs[i].Commands[0] = effects.KindAskHost
+			}
+		}
+	}
+	plant(transitions.Rules())
+	plant(d.Rules())
+	if r, ok := d.Rule("logout"); ok {
+		plant([]transitions.Rule{r})
+	}
+	for _, e := range d.Edges() {
+		plant([]transitions.Rule{e.Rule})
+	}
+	if diff := cmp.Diff(want, d.Markdown()); diff != "" {
+		t.Errorf("editing copies of the rules changed the default table (-before +after):\n%s", diff)
+	}
+}
+
+// TestNewCopiesItsInput: editing the rules after New does not change the
+// table built from them.
+func TestNewCopiesItsInput(t *testing.T) {
+	rs := chain()
+	tab, err := transitions.New(states.LoggedOut, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tab.Markdown()
 	rs[0].ID = "planted"
-	transitions.Rules()[0].ID = "planted"
-	if got := transitions.Default().Rules()[0].ID; got != first {
-		t.Errorf("after changing a copy, the first rule is %q, want %q", got, first)
+	rs[0].From[0] = states.Stale
+	rs[3].Commands[0] = effects.KindAskHost
+	if diff := cmp.Diff(want, tab.Markdown()); diff != "" {
+		t.Errorf("editing the rules after New changed the table (-before +after):\n%s", diff)
 	}
 }
 
