@@ -261,6 +261,25 @@ func TestDefaultTableInvariants(t *testing.T) {
 			t.Errorf("rule %s moves on a refresh before its tokens are saved", r.ID)
 		}
 	}
+	// A terminal state is left only by what a person or another process
+	// does: a login, a logout, or a load that finds something else.
+	outside := []states.EventKind{
+		states.KindLoginRequested, states.KindLogoutRequested, states.KindLoaded}
+	for _, e := range d.Edges() {
+		if e.From.Terminal() && e.To != e.From && !slices.Contains(outside, e.Rule.On) {
+			t.Errorf("rule %s leaves terminal state %v on %v", e.Rule.ID, e.From, e.Rule.On)
+		}
+	}
+	// A waiting state is entered only by a rule that starts the one command
+	// whose outcome ends the wait; otherwise callers would wait forever.
+	for _, e := range d.Edges() {
+		if !e.To.Waiting() || e.To == e.From {
+			continue
+		}
+		if !slices.ContainsFunc(e.Rule.Commands, effects.Kind.HasOutcome) {
+			t.Errorf("rule %s enters %v without a command that has an outcome", e.Rule.ID, e.To)
+		}
+	}
 	// Every state and event kind that has rules in a waiting state either
 	// waits or ends the wait; login, logout and reload wait for the outcome.
 	for _, s := range []states.State{states.Refreshing, states.ExternalRefresh} {
