@@ -280,6 +280,27 @@ func TestDefaultTableInvariants(t *testing.T) {
 			t.Errorf("rule %s enters %v without a command that has an outcome", e.Rule.ID, e.To)
 		}
 	}
+	// Every outcome a rule's commands can produce is permitted where the
+	// rule leads, so that no outcome the runner feeds back is refused.
+	outcomes := map[effects.Kind][]states.EventKind{
+		effects.KindPersistRecord: {states.KindPersisted, states.KindPersistFailed},
+		effects.KindDeleteStores:  {states.KindStoresCleared},
+		effects.KindLockAndReread: {states.KindStoreReread, states.KindRereadFailed},
+		effects.KindWakeAt:        {states.KindWoke},
+		effects.KindAskHost:       {states.KindHostRefreshSucceeded, states.KindHostRefreshFailed},
+		effects.KindRedeemRefreshToken: {
+			states.KindRefreshSucceeded, states.KindRefreshFailed, states.KindRefreshRejected},
+	}
+	for _, e := range d.Edges() {
+		for _, k := range e.Rule.Commands {
+			for _, ev := range outcomes[k] {
+				if !d.Permits(e.To, ev) {
+					t.Errorf("rule %s runs %v but %v does not permit its outcome %v",
+						e.Rule.ID, k, e.To, ev)
+				}
+			}
+		}
+	}
 	// Every state and event kind that has rules in a waiting state either
 	// waits or ends the wait; login, logout and reload wait for the outcome.
 	for _, s := range []states.State{states.Refreshing, states.ExternalRefresh} {
