@@ -911,6 +911,26 @@ func TestBehaviourRotatedRefreshTokenNeverDropped(t *testing.T) {
 	})
 }
 
+// TestBehaviourUnsavedRotationSurvivesReload: when the save after a rotation
+// failed, the only live refresh token is the one in memory; the store still
+// holds the one the provider has just retired. A reload that finds that old
+// record must not replace the live token with the dead one, or the next
+// refresh redeems a retired token and the provider reports reuse.
+func TestBehaviourUnsavedRotationSurvivesReload(t *testing.T) {
+	// TODO: the load rules do not look at Extended.Unsaved, so a reload
+	// adopts the stored record (load_fresh) and the rotated token is lost.
+	// Fixing it needs a rule or guard for loads while unsaved, which is a
+	// change to the table; until then this case is skipped.
+	t.Skip("TODO: load rules ignore unsaved rotated tokens; see the comment above")
+
+	m := reachByPath(t, transitions.Policy{}, onLoaded(recFresh, "v1"), on401, onRereadUnchanged,
+		onRefreshed(grantRotated("2", epoch)), onPersistFailed)
+	stepOK(t, m, states.Loaded{At: epoch, Record: recFresh, Version: "v1"})
+	if got := m.Extended().Record.Tokens.RefreshToken; !got.Equal(states.NewSecret("rt-2")) {
+		t.Errorf("after a reload the refresh token held is not the rotated one")
+	}
+}
+
 // Behaviour 8: a transient failure backs off. The machine goes to stale with
 // the old access token kept and RetryAt set from the backoff; until then,
 // token requests and 401s start nothing.
