@@ -18,13 +18,16 @@ import (
 const sentToken = "rt_sent_9f8e7d6c5b4a3210"
 
 var (
-	testNow      = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	accessExp    = testNow.Add(time.Hour)
-	testAccess   = jwtFromJSON(`{"sub":"user-1","exp":` + strconv.FormatInt(accessExp.Unix(), 10) + `}`)
-	testIDToken  = jwtFromJSON(`{"email":"dev@example.com","https://api.openai.com/auth":{"chatgpt_plan_type":"plus","chatgpt_user_id":"user-1","chatgpt_account_id":"acct-1"}}`)
+	testNow     = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	accessExp   = testNow.Add(time.Hour)
+	testAccess  = jwtFromJSON(`{"sub":"user-1","exp":` + strconv.FormatInt(accessExp.Unix(), 10) + `}`)
+	testIDToken = jwtFromJSON(`{"email":"dev@example.com","https://api.openai.com/auth":{` +
+		`"chatgpt_plan_type":"plus","chatgpt_user_id":"user-1","chatgpt_account_id":"acct-1"}}`)
 	testNewRT    = "rt_new_0011223344556677"
 	opaqueAccess = "at_opaque_0123456789"
-	wantClaims   = states.Claims{Email: "dev@example.com", Plan: states.PlanPlus, UserID: "user-1", AccountID: "acct-1"}
+	wantClaims   = states.Claims{
+		Email: "dev@example.com", Plan: states.PlanPlus, UserID: "user-1", AccountID: "acct-1",
+	}
 )
 
 // outcome is the comparable part of a classification.
@@ -80,7 +83,8 @@ func TestClassifyFailures(t *testing.T) {
 	}{
 		// Codex codes, wherever they appear, on any status.
 		{name: "401/codex reused", status: 401,
-			body: `{"error":{"message":"Your refresh token has already been used.","type":"invalid_request_error","param":null,"code":"refresh_token_reused"}}`,
+			body: `{"error":{"message":"Your refresh token has already been used.",` +
+				`"type":"invalid_request_error","param":null,"code":"refresh_token_reused"}}`,
 			want: perm(401, "refresh_token_reused", states.ReasonReused), detail: "already been used"},
 		{name: "401/codex expired", status: 401, body: `{"error":{"code":"refresh_token_expired"}}`,
 			want: perm(401, "refresh_token_expired", states.ReasonExpired)},
@@ -236,12 +240,16 @@ func TestClassifySuccess(t *testing.T) {
 		{
 			name: "expires_in wins over exp",
 			body: `{"access_token":"` + testAccess + `","expires_in":600}`,
-			want: states.Grant{AccessToken: states.NewSecret(testAccess), AccessExpiry: testNow.Add(10 * time.Minute)},
+			want: states.Grant{
+				AccessToken: states.NewSecret(testAccess), AccessExpiry: testNow.Add(10 * time.Minute),
+			},
 		},
 		{
 			name: "expires_in as a string",
 			body: `{"access_token":"` + opaqueAccess + `","expires_in":"3600"}`,
-			want: states.Grant{AccessToken: states.NewSecret(opaqueAccess), AccessExpiry: testNow.Add(time.Hour)},
+			want: states.Grant{
+				AccessToken: states.NewSecret(opaqueAccess), AccessExpiry: testNow.Add(time.Hour),
+			},
 		},
 		{
 			name: "expires_in zero falls back to exp",
@@ -288,7 +296,8 @@ func TestClassifySuccess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, status := range []int{200, 201} {
-				g, e := c.classify(response{status: status, header: http.Header{}, body: []byte(tt.body)}, sentToken)
+				r := response{status: status, header: http.Header{}, body: []byte(tt.body)}
+				g, e := c.classify(r, sentToken)
 				if e != nil {
 					t.Fatalf("status %d: classify failed: %v", status, e)
 				}

@@ -44,7 +44,8 @@ func TestCheckTokenURL(t *testing.T) {
 				t.Fatalf("CheckTokenURL(%q) = %v, want ok: %v", tt.url, err, tt.wantOK)
 			}
 			if got := errors.Is(err, oauth.ErrInsecureEndpoint); got != tt.wantInsecure {
-				t.Errorf("errors.Is(err, ErrInsecureEndpoint) = %v, want %v (err: %v)", got, tt.wantInsecure, err)
+				t.Errorf("errors.Is(err, ErrInsecureEndpoint) = %v, want %v (err: %v)",
+					got, tt.wantInsecure, err)
 			}
 			if err != nil && strings.Contains(err.Error(), "pass") {
 				t.Errorf("error %q repeats the URL's password", err)

@@ -9,7 +9,8 @@ var (
 	// ErrInsecureEndpoint: a token URL is not https and not a loopback
 	// address. Refresh tokens and client secrets would cross the network in
 	// the clear.
-	ErrInsecureEndpoint = errors.New("oauth: token endpoint must use https (plain http is allowed only for loopback addresses)")
+	ErrInsecureEndpoint = errors.New(
+		"oauth: token endpoint must use https (plain http is allowed only for loopback addresses)")
 
 	// ErrInvalidProfile: a provider profile is incomplete or inconsistent.
 	ErrInvalidProfile = errors.New("oauth: invalid provider profile")

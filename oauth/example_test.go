@@ -39,7 +39,8 @@ func ExampleClient_Redeem() {
 
 // A provider is a profile: data, not code.
 func ExampleProfile() {
-	p := oauth.RFC6749Profile("https://idp.example.com/oauth2/token", "my-cli", states.NewSecret("s3cret"))
+	p := oauth.RFC6749Profile("https://idp.example.com/oauth2/token", "my-cli",
+		states.NewSecret("s3cret"))
 	p.Scope = "openid offline_access"
 	p.Codes["consent_required"] = states.ReasonRevoked // a provider-specific code
 

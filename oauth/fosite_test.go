@@ -123,7 +123,8 @@ func fositeLogin(t *testing.T, srv *httptest.Server) string {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != http.StatusOK || body.RefreshToken == "" {
-		t.Fatalf("login: HTTP %d, error %q (%s), no refresh token", resp.StatusCode, body.Error, body.Description)
+		t.Fatalf("login: HTTP %d, error %q (%s), no refresh token",
+			resp.StatusCode, body.Error, body.Description)
 	}
 	return body.RefreshToken
 }
@@ -169,8 +170,8 @@ func TestFositeInterop(t *testing.T) {
 			// Replaying a redeemed token is refused for good.
 			_, err = c.Redeem(ctx, states.NewSecret(rt0))
 			re := asRefreshError(t, err)
-			if !re.Permanent || re.Reason != states.ReasonInvalidGrant || re.Status != http.StatusBadRequest ||
-				re.Code != "invalid_grant" {
+			if !re.Permanent || re.Reason != states.ReasonInvalidGrant ||
+				re.Status != http.StatusBadRequest || re.Code != "invalid_grant" {
 				t.Errorf("replay: got %+v, want permanent invalid_grant with HTTP 400", re)
 			}
 			assertClean(t, err, rt0, rt1, rt2, fositeSecret)
@@ -195,7 +196,8 @@ func TestFositeWrongSecret(t *testing.T) {
 	}
 	_, err = c.Redeem(context.Background(), states.NewSecret(rt))
 	re := asRefreshError(t, err)
-	if !re.Permanent || re.Reason != states.ReasonClientRejected || re.Status != http.StatusUnauthorized {
+	if !re.Permanent || re.Reason != states.ReasonClientRejected ||
+		re.Status != http.StatusUnauthorized {
 		t.Errorf("got %+v, want permanent client_rejected with HTTP 401", re)
 	}
 }

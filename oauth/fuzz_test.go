@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -68,17 +67,20 @@ func FuzzParseIDToken(f *testing.F) {
 // from the response (Detail, Code, an id token error) repeats the refresh
 // token sent or a token the response carried.
 func FuzzClassify(f *testing.F) {
-	f.Add(401, "application/json", "", []byte(`{"error":{"code":"refresh_token_reused"}}`), false, sentToken)
-	f.Add(200, "application/json", "", []byte(`{"access_token":"`+testAccess+`","id_token":"x.y.z"}`), false, sentToken)
+	const js = "application/json"
+	f.Add(401, js, "", []byte(`{"error":{"code":"refresh_token_reused"}}`), false, sentToken)
+	f.Add(200, js, "", []byte(`{"access_token":"`+testAccess+`","id_token":"x.y.z"}`), false, sentToken)
 	f.Add(429, "", "120", []byte(""), false, sentToken)
 	f.Add(502, "text/html", "", []byte("<html>bad gateway</html>"), false, sentToken)
-	f.Add(400, "application/json", "", []byte(`{"error":"invalid_grant","error_description":"`+sentToken+`"}`), false, sentToken)
-	f.Add(200, "application/json", "", []byte(`{"access_token":"abc`), true, sentToken)
+	f.Add(400, js, "", []byte(`{"error":"invalid_grant","error_description":"`+sentToken+`"}`),
+		false, sentToken)
+	f.Add(200, js, "", []byte(`{"access_token":"abc`), true, sentToken)
 	f.Add(500, "", "Wed, 21 Oct 2015 07:28:00 GMT", []byte("\xff\xfe"), false, sentToken)
 
-	c := &classifier{codes: func() map[string]states.Reason { p := CodexProfile(); return p.codeTable() }(),
-		now: func() time.Time { return testNow }}
-	f.Fuzz(func(t *testing.T, status int, contentType, retry string, body []byte, overCap bool, sent string) {
+	c := newTestClassifier()
+	f.Fuzz(func(t *testing.T,
+		status int, contentType, retry string, body []byte, overCap bool, sent string,
+	) {
 		if status < 0 {
 			status = -status
 		}

@@ -80,7 +80,9 @@ func NewHostRefresher(host TokenHost, timeout time.Duration) *HostRefresher {
 // an id token that cannot be parsed, or does not answer within the timeout
 // (the error then wraps ErrHostTimeout and context.DeadlineExceeded). A
 // grant from a host never carries a refresh token.
-func (h *HostRefresher) RefreshHost(ctx context.Context, previousAccountID string) (states.Grant, error) {
+func (h *HostRefresher) RefreshHost(
+	ctx context.Context, previousAccountID string,
+) (states.Grant, error) {
 	if h == nil || h.host == nil {
 		return states.Grant{}, errors.New("oauth: no token host is registered")
 	}
@@ -151,7 +153,8 @@ func grantFromHost(t HostTokens) (states.Grant, error) {
 	}
 	claims, err := ParseIDToken(t.IDToken.Reveal())
 	if err != nil {
-		return states.Grant{}, fmt.Errorf("oauth: the host returned an id token that cannot be parsed: %w", err)
+		return states.Grant{}, fmt.Errorf(
+			"oauth: the host returned an id token that cannot be parsed: %w", err)
 	}
 	g := states.Grant{IDToken: t.IDToken, AccessToken: t.AccessToken, Claims: claims}
 	if exp, ok := AccessTokenExpiry(t.AccessToken.Reveal()); ok {

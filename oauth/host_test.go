@@ -18,11 +18,13 @@ import (
 // testJWT builds an unsigned JWT around a JSON payload.
 func testJWT(payload string) string {
 	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." + enc.EncodeToString([]byte(payload)) + ".sig"
+	return enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." +
+		enc.EncodeToString([]byte(payload)) + ".sig"
 }
 
 func TestHostRefresher(t *testing.T) {
-	id := testJWT(`{"email":"h@example.com","https://api.openai.com/auth":{"chatgpt_plan_type":"team","chatgpt_account_id":"ws-2"}}`)
+	id := testJWT(`{"email":"h@example.com","https://api.openai.com/auth":` +
+		`{"chatgpt_plan_type":"team","chatgpt_account_id":"ws-2"}}`)
 	access := testJWT(`{"exp":1900000000}`)
 
 	tests := []struct {
@@ -50,8 +52,10 @@ func TestHostRefresher(t *testing.T) {
 			},
 		},
 		{
-			name:    "unparsable id token",
-			tokens:  oauth.HostTokens{AccessToken: states.NewSecret(access), IDToken: states.NewSecret("garbage")},
+			name: "unparsable id token",
+			tokens: oauth.HostTokens{
+				AccessToken: states.NewSecret(access), IDToken: states.NewSecret("garbage"),
+			},
 			wantErr: oauth.ErrMalformedToken,
 		},
 		{
@@ -73,13 +77,14 @@ func TestHostRefresher(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got oauth.HostRequest
-			host := oauth.TokenHostFunc(func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
+			host := hostFunc(func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
 				got = req
 				return tt.tokens, tt.err
 			})
 			g, err := oauth.NewHostRefresher(host, 0).RefreshHost(context.Background(), "acct-prev")
 
-			if want := (oauth.HostRequest{Reason: "unauthorized", PreviousAccountID: "acct-prev"}); got != want {
+			want := oauth.HostRequest{Reason: "unauthorized", PreviousAccountID: "acct-prev"}
+			if got != want {
 				t.Errorf("host was asked %+v, want %+v", got, want)
 			}
 			if tt.wantErr != nil {
@@ -101,6 +106,9 @@ func TestHostRefresher(t *testing.T) {
 
 var errSignedOut = errors.New("the user signed out of the IDE")
 
+// hostFunc is a short name for oauth.TokenHostFunc.
+type hostFunc = oauth.TokenHostFunc
+
 // A host that ignores its context still cannot hold the refresher past its
 // timeout.
 func TestHostRefresherTimeout(t *testing.T) {
@@ -108,7 +116,7 @@ func TestHostRefresherTimeout(t *testing.T) {
 	defer close(release)
 	var sawDeadline sync.WaitGroup
 	sawDeadline.Add(1)
-	host := oauth.TokenHostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
+	host := hostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
 		if _, ok := ctx.Deadline(); ok {
 			sawDeadline.Done()
 		}
@@ -133,7 +141,7 @@ func TestHostRefresherTimeout(t *testing.T) {
 // A host that honours its context and returns the context's error is
 // reported the same way as one that overran.
 func TestHostRefresherTimeoutHonoured(t *testing.T) {
-	host := oauth.TokenHostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
+	host := hostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
 		<-ctx.Done()
 		return oauth.HostTokens{}, ctx.Err()
 	})
@@ -146,7 +154,7 @@ func TestHostRefresherTimeoutHonoured(t *testing.T) {
 // When the caller gives up, that is not the host's timeout.
 func TestHostRefresherCallerCancels(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	host := oauth.TokenHostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
+	host := hostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
 		cancel()
 		<-ctx.Done()
 		return oauth.HostTokens{}, ctx.Err()
@@ -160,7 +168,7 @@ func TestHostRefresherCallerCancels(t *testing.T) {
 // The default timeout is ten seconds.
 func TestHostRefresherDefaultTimeout(t *testing.T) {
 	var got time.Duration
-	host := oauth.TokenHostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
+	host := hostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
 		dl, _ := ctx.Deadline()
 		got = time.Until(dl)
 		return oauth.HostTokens{}, errSignedOut

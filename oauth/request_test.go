@@ -120,8 +120,10 @@ func TestRequestShape(t *testing.T) {
 			},
 		},
 		{
-			name:    "rfc6749 secret with HTTP Basic (the default)",
-			profile: func(u string) oauth.Profile { return rfc(u+"/token", "s3cr3t:&", oauth.AuthAuto, "read write") },
+			name: "rfc6749 secret with HTTP Basic (the default)",
+			profile: func(u string) oauth.Profile {
+				return rfc(u+"/token", "s3cr3t:&", oauth.AuthAuto, "read write")
+			},
 			want: captured{
 				Method: "POST", Path: "/token", ContentType: "application/x-www-form-urlencoded",
 				Accept: "application/json",
@@ -170,7 +172,8 @@ func TestRequestShape(t *testing.T) {
 			srv := httptest.NewServer(rec)
 			defer srv.Close()
 
-			c, err := oauth.NewClient(tt.profile(srv.URL), oauth.WithGetenv(func(string) string { return "" }))
+			noEnv := oauth.WithGetenv(func(string) string { return "" })
+			c, err := oauth.NewClient(tt.profile(srv.URL), noEnv)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -36,8 +36,8 @@ var (
 	// JWT-shaped strings: dot-separated base64url segments where the first
 	// starts like an encoded JSON object ("{\"" is "eyJ" in base64), or any
 	// two long segments joined by a dot.
-	jwtLike = regexp.MustCompile(
-		`eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)+|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}(?:\.[A-Za-z0-9_-]*)*`)
+	jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)+` +
+		`|[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}(?:\.[A-Za-z0-9_-]*)*`)
 
 	// Runs of base64, base64url or hex characters. Whether a run is opaque
 	// enough to be a token is decided by tokenLike, which RE2 cannot express.

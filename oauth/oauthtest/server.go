@@ -432,12 +432,14 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, d Dialect, badID
 		writeError(w, d, http.StatusBadRequest, code, msg)
 		return
 	}
-	if !equal(req.clientID, s.clientID) || (s.clientSecret != "" && !equal(req.clientSecret, s.clientSecret)) {
+	badSecret := s.clientSecret != "" && !equal(req.clientSecret, s.clientSecret)
+	if !equal(req.clientID, s.clientID) || badSecret {
 		writeReject(w, d, oauth.CodeInvalidClient, "unknown client or wrong secret")
 		return
 	}
 	if req.grantType != "refresh_token" {
-		writeError(w, d, http.StatusBadRequest, "unsupported_grant_type", "only refresh_token is supported")
+		writeError(w, d, http.StatusBadRequest, "unsupported_grant_type",
+			"only refresh_token is supported")
 		return
 	}
 	if req.refreshToken == "" {

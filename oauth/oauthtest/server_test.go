@@ -18,7 +18,9 @@ import (
 	"github.com/credfsm/credfsm/states"
 )
 
-var alice = Account{Email: "alice@example.com", Plan: "pro", UserID: "user-alice", AccountID: "acct-alice"}
+var alice = Account{
+	Email: "alice@example.com", Plan: "pro", UserID: "user-alice", AccountID: "acct-alice",
+}
 
 func newClient(t *testing.T, p oauth.Profile, opts ...oauth.Option) *oauth.Client {
 	t.Helper()
@@ -54,7 +56,8 @@ func TestIssueMintsSignedTokens(t *testing.T) {
 
 	for name, tok := range map[string]string{"id": ts.IDToken, "access": ts.AccessToken} {
 		claims := jwt.MapClaims{}
-		_, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return s.minter.key, nil },
+		key := func(*jwt.Token) (any, error) { return s.minter.key, nil }
+		_, err := jwt.ParseWithClaims(tok, claims, key,
 			jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(func() time.Time { return now }))
 		if err != nil {
 			t.Fatalf("%s token does not verify: %v", name, err)
@@ -69,7 +72,9 @@ func TestIssueMintsSignedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := states.Claims{Email: alice.Email, Plan: states.PlanPro, UserID: alice.UserID, AccountID: alice.AccountID}
+	want := states.Claims{
+		Email: alice.Email, Plan: states.PlanPro, UserID: alice.UserID, AccountID: alice.AccountID,
+	}
 	if diff := cmp.Diff(want, claims); diff != "" {
 		t.Errorf("id token claims (-want +got):\n%s", diff)
 	}
@@ -240,7 +245,8 @@ func TestFaults(t *testing.T) {
 		{name: "status 408", fault: Status(408), want: want{class: "transient", status: 408}},
 		{name: "rate limited", fault: RateLimited("7"),
 			want: want{class: "transient", status: 429, retry: 7 * time.Second}},
-		{name: "delay", fault: Delay(20 * time.Millisecond), want: want{class: "success", consumed: true}},
+		{name: "delay", fault: Delay(20 * time.Millisecond),
+			want: want{class: "success", consumed: true}},
 		{name: "delay past the timeout", fault: Delay(time.Minute), timeout: 50 * time.Millisecond,
 			want: want{class: "transient", err: context.DeadlineExceeded}},
 		{name: "hang", fault: Hang(), timeout: 50 * time.Millisecond,
@@ -253,7 +259,8 @@ func TestFaults(t *testing.T) {
 			want: want{class: "transient", status: 200, err: oauth.ErrBodyTooLarge}},
 		{name: "HTML page", fault: HTMLPage(502),
 			want: want{class: "transient", status: 502, detail: "HTML page: Bad Gateway"}},
-		{name: "bad id token", fault: BadIDToken(), want: want{class: "success", idErr: true, consumed: true}},
+		{name: "bad id token", fault: BadIDToken(),
+			want: want{class: "success", idErr: true, consumed: true}},
 		{name: "bad id token/rfc6749", rfc: true, fault: BadIDToken(),
 			want: want{class: "success", idErr: true, consumed: true}},
 		{name: "custom", fault: Respond(418, "text/plain", "short and stout"),
@@ -470,11 +477,11 @@ func TestClientAuthentication(t *testing.T) {
 		profile    oauth.Profile
 		wantReason states.Reason // ReasonNone: success
 	}{
-		{"basic", oauth.RFC6749Profile("", id, states.NewSecret(secret)), states.ReasonNone},
-		{"body", withStyle(oauth.RFC6749Profile("", id, states.NewSecret(secret)), oauth.AuthInBody), states.ReasonNone},
-		{"wrong secret", oauth.RFC6749Profile("", id, states.NewSecret("nope")), states.ReasonClientRejected},
-		{"no secret", oauth.RFC6749Profile("", id, states.Secret{}), states.ReasonClientRejected},
-		{"wrong id", oauth.RFC6749Profile("", "cli-8", states.NewSecret(secret)), states.ReasonClientRejected},
+		{"basic", rfc(id, secret), states.ReasonNone},
+		{"body", withStyle(rfc(id, secret), oauth.AuthInBody), states.ReasonNone},
+		{"wrong secret", rfc(id, "nope"), states.ReasonClientRejected},
+		{"no secret", rfc(id, ""), states.ReasonClientRejected},
+		{"wrong id", rfc("cli-8", secret), states.ReasonClientRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -491,6 +498,12 @@ func TestClientAuthentication(t *testing.T) {
 			}
 		})
 	}
+}
+
+const formType = "application/x-www-form-urlencoded"
+
+func rfc(id, secret string) oauth.Profile {
+	return oauth.RFC6749Profile("", id, states.NewSecret(secret))
 }
 
 func withStyle(p oauth.Profile, s oauth.AuthStyle) oauth.Profile {
@@ -515,16 +528,20 @@ func TestMalformedRequests(t *testing.T) {
 		wantStatus  int
 		wantBody    string
 	}{
-		{"wrong path", "POST", "/token", "application/x-www-form-urlencoded", "", false, 404, "not_found"},
+		{"wrong path", "POST", "/token", formType, "", false, 404, "not_found"},
 		{"GET", "GET", TokenPath, "", "", false, 405, "invalid_request"},
-		{"credentials twice", "POST", TokenPath, "application/x-www-form-urlencoded",
-			form(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_secret": {"pw"}}),
+		{"credentials twice", "POST", TokenPath, formType,
+			form(url.Values{
+				"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_secret": {"pw"},
+			}),
 			true, 400, "invalid_request"},
-		{"wrong grant type", "POST", TokenPath, "application/x-www-form-urlencoded",
-			form(url.Values{"grant_type": {"password"}, "refresh_token": {rt}}), true, 400, "unsupported_grant_type"},
-		{"no refresh token", "POST", TokenPath, "application/x-www-form-urlencoded",
+		{"wrong grant type", "POST", TokenPath, formType,
+			form(url.Values{"grant_type": {"password"}, "refresh_token": {rt}}),
+			true, 400, "unsupported_grant_type"},
+		{"no refresh token", "POST", TokenPath, formType,
 			form(url.Values{"grant_type": {"refresh_token"}}), true, 400, "invalid_request"},
-		{"JSON that is not an object", "POST", TokenPath, "application/json", `[1,2]`, true, 400, "invalid_request"},
+		{"JSON that is not an object", "POST", TokenPath, "application/json", `[1,2]`,
+			true, 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
