@@ -155,7 +155,8 @@ func (m *Manager) Close() error {
 // started a flight, the channel closed when that flight ends.
 func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Event) (Result, <-chan struct{}, error) {
 	m.mu.Lock()
-	for m.flight && !m.machine.State().Waiting() {
+	ev := build(m.clock.Now())
+	for m.flight && !(m.machine.State().Waiting() && joinsFlight(ev.Kind())) {
 		idle := m.idle
 		m.mu.Unlock()
 		select {
@@ -164,16 +165,31 @@ func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Ev
 			return Result{}, nil, ctx.Err()
 		}
 		m.mu.Lock()
+		ev = build(m.clock.Now())
 	}
 	defer m.mu.Unlock()
 	if m.closed {
 		return Result{}, nil, ErrClosed
 	}
-	res, err := m.stepLocked(build(m.clock.Now()))
+	res, err := m.stepLocked(ev)
 	if err != nil {
 		return res, nil, err
 	}
 	return res, m.startLocked(res.Commands), nil
+}
+
+// joinsFlight reports whether an event of kind k may be applied while a
+// flight runs in a waiting state. The table answers these there without
+// commands: the caller joins the outcome under way. Every other event (a
+// login, a logout, a load) is permitted only in resting states, so it waits
+// until the flight ends.
+func joinsFlight(k states.EventKind) bool {
+	switch k {
+	case states.KindTokenRequested, states.KindRefreshRequested, states.KindUnauthorized,
+		states.KindWoke:
+		return true
+	}
+	return false
 }
 
 // stepLocked applies one event and publishes the result. m.mu is held.
