@@ -48,6 +48,10 @@ type response struct {
 type classifier struct {
 	codes map[string]states.Reason // lower-cased code -> permanent reason
 	now   func() time.Time
+
+	// clientSecret is redacted from provider text like the tokens are: a
+	// provider that refuses a client may quote what it was sent.
+	clientSecret string
 }
 
 // classify decides what a response means. sent is the refresh token that was
@@ -66,13 +70,17 @@ type classifier struct {
 //     other 4xx, redirects, a 2xx without tokens or without JSON.
 func (c *classifier) classify(r response, sent string) (states.Grant, *states.RefreshError) {
 	obj := parseObject(r.body)
-	secrets := append(responseTokens(obj), sent)
+	secrets := append(responseTokens(obj), sent, c.clientSecret)
 	ok := r.status >= 200 && r.status < 300
 
 	if ok && obj != nil {
 		if g, found := c.grant(obj); found {
 			return g, nil
 		}
+		// TODO: a 2xx with a refresh token but no access token is treated
+		// as a failure, and the rotated refresh token in it is lost.
+		// states.RefreshError has no field to carry it to the runner; no
+		// provider is known to answer this way.
 	}
 
 	rawCode := extractCode(obj)

@@ -17,6 +17,9 @@ import (
 // redeemed; the others come back in responses. None may appear in an error.
 const sentToken = "rt_sent_9f8e7d6c5b4a3210"
 
+// testClientSecret looks like a word, so only exact redaction can catch it.
+const testClientSecret = "hunter-two-hunter"
+
 var (
 	testNow     = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	accessExp   = testNow.Add(time.Hour)
@@ -52,7 +55,11 @@ func outcomeOf(g states.Grant, e *states.RefreshError) outcome {
 
 func newTestClassifier() *classifier {
 	p := CodexProfile()
-	return &classifier{codes: p.codeTable(), now: func() time.Time { return testNow }}
+	return &classifier{
+		codes:        p.codeTable(),
+		now:          func() time.Time { return testNow },
+		clientSecret: testClientSecret,
+	}
 }
 
 func TestClassifyFailures(t *testing.T) {
@@ -180,6 +187,10 @@ func TestClassifyFailures(t *testing.T) {
 			want: perm(401, "(unprintable)", states.ReasonUnknown)},
 		{name: "500/text with a JWT", status: 500, body: "failed for " + testAccess,
 			want: trans(500, ""), detail: "failed for [REDACTED]"},
+		{name: "401/description echoes the client secret", status: 401,
+			body:   `{"error":"invalid_client","error_description":"wrong secret ` + testClientSecret + `"}`,
+			want:   perm(401, "invalid_client", states.ReasonClientRejected),
+			detail: "wrong secret [REDACTED]"},
 	}
 
 	c := newTestClassifier()
@@ -206,7 +217,7 @@ func TestClassifyFailures(t *testing.T) {
 			if len(e.Detail) > DetailLimit {
 				t.Errorf("Detail is %d bytes, want <= %d", len(e.Detail), DetailLimit)
 			}
-			assertNoTokens(t, e.Error(), sentToken, testAccess, testIDToken, testNewRT)
+			assertNoTokens(t, e.Error(), sentToken, testAccess, testIDToken, testNewRT, testClientSecret)
 		})
 	}
 }

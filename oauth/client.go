@@ -134,7 +134,11 @@ func NewClient(p Profile, opts ...Option) (*Client, error) {
 		hc:        &hc,
 		timeout:   cfg.timeout,
 		userAgent: cfg.userAgent,
-		cls:       classifier{codes: p.codeTable(), now: cfg.now},
+		cls: classifier{
+			codes:        p.codeTable(),
+			now:          cfg.now,
+			clientSecret: p.ClientSecret.Reveal(),
+		},
 	}, nil
 }
 
@@ -276,7 +280,14 @@ func (c *Client) newRequest(ctx context.Context, refreshToken string) (*http.Req
 	return req, nil
 }
 
-// transportError describes a redemption that got no complete response. The
+// transportError describes a redemption that got no complete response.
+//
+// TODO: a timeout or a broken connection after the request was sent is
+// ambiguous: the provider may have rotated the refresh token already. The
+// error does not say whether the request reached the wire (httptrace could
+// tell); states.RefreshError would need a field for it, and until then the
+// runner must treat every transient failure as possibly ambiguous and
+// re-read the store before redeeming again. The
 // cause is kept for errors.Is; net/http's errors name the URL and the network
 // problem, never the request body. parent is the caller's context, ctx the
 // one bounded by the client's timeout.
