@@ -71,6 +71,11 @@ type Stats struct {
 
 // Server is a token endpoint on a loopback address. Create it with
 // NewServer and stop it with Close.
+//
+// Each refresh token is active, used, revoked or expired. Redeeming an
+// active one marks it used and issues a new one (unless WithoutRotation);
+// presenting a used one counts as a reuse attempt and is refused. A refresh
+// token the server never issued is answered as a revoked one.
 type Server struct {
 	// URL is the base URL, e.g. http://127.0.0.1:50123.
 	URL string
@@ -460,6 +465,9 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request, d Dialect, badID
 		s.refuse(w, d, oauth.CodeRefreshTokenInvalidated, "the refresh token is not known")
 		return
 	case state == tokenUsed:
+		// TODO: some providers (fosite, for one) treat a reuse as theft
+		// and revoke every token issued from the same login; an option
+		// could model that. OpenAI's endpoint is not known to.
 		s.stats.ReuseAttempts++
 		s.mu.Unlock()
 		s.refuse(w, d, oauth.CodeRefreshTokenReused, "the refresh token was already used")
