@@ -41,23 +41,22 @@ func (m *Manager) token(ctx context.Context) (string, *view, error) {
 		}
 	}
 	for round := 0; ; round++ {
-		res, _, err := m.apply(ctx, func(now time.Time) states.Event {
+		res, v, _, err := m.apply(ctx, func(now time.Time) states.Event {
 			return states.TokenRequested{At: now}
 		})
 		if err != nil {
 			return "", nil, err
 		}
-		v := m.view.Load()
 		if res.To.Waiting() {
 			if round >= maxTokenRounds {
 				return "", nil, &TransientError{Detail: "the provider keeps issuing tokens that are already stale"}
 			}
-			if err := m.waitSettled(ctx); err != nil {
+			if _, err := m.waitSettled(ctx); err != nil {
 				return "", nil, err
 			}
 			continue
 		}
-		return m.serve(v, res.To)
+		return m.serve(v, v.state)
 	}
 }
 
@@ -135,19 +134,18 @@ func (m *Manager) Observe(ctx context.Context, token string, status int, body []
 		// rules treat as replaced.
 		gen = v.gen - 1
 	}
-	res, _, err := m.apply(ctx, func(now time.Time) states.Event {
+	res, cur, _, err := m.apply(ctx, func(now time.Time) states.Event {
 		return states.Unauthorized{At: now, Generation: gen}
 	})
 	if err != nil {
 		return Decision{Action: GiveUp, Err: err}
 	}
 	if res.To.Waiting() {
-		if err := m.waitSettled(ctx); err != nil {
+		if cur, err = m.waitSettled(ctx); err != nil {
 			return Decision{Action: GiveUp, Err: err}
 		}
 	}
 
-	cur := m.view.Load()
 	switch {
 	case cur.state == states.LoggedOut || cur.state == states.FailedPermanent:
 		_, _, err := m.serve(cur, cur.state)
@@ -242,15 +240,14 @@ func (m *Manager) tokenRecord(mode states.Mode, id, access, refresh string) (sta
 }
 
 func (m *Manager) login(ctx context.Context, rec states.Record) error {
-	res, _, err := m.applyAndWait(ctx, func(now time.Time) states.Event {
+	res, v, err := m.applyAndWait(ctx, func(now time.Time) states.Event {
 		return states.LoginRequested{At: now, Record: rec}
 	})
 	if err != nil {
 		return err
 	}
 	if res.To == states.FailedPermanent {
-		s := m.Snapshot()
-		return &PermanentError{Reason: s.Failure, Detail: s.LastError}
+		return &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError}
 	}
 	if s := m.Snapshot(); s.Generation == res.Generation && s.Unsaved {
 		return fmt.Errorf("engine: signed in for this process, but %s", s.LastError)
@@ -259,17 +256,17 @@ func (m *Manager) login(ctx context.Context, rec states.Record) error {
 }
 
 // applyAndWait applies an event and, if it started a flight, waits for the
-// flight to end.
-func (m *Manager) applyAndWait(ctx context.Context, build func(time.Time) states.Event) (Result, bool, error) {
-	res, idle, err := m.apply(ctx, build)
+// flight to end. The view is the one the step published.
+func (m *Manager) applyAndWait(ctx context.Context, build func(time.Time) states.Event) (Result, *view, error) {
+	res, v, idle, err := m.apply(ctx, build)
 	if err != nil || idle == nil {
-		return res, false, err
+		return res, v, err
 	}
 	select {
 	case <-idle:
-		return res, true, nil
+		return res, v, nil
 	case <-ctx.Done():
-		return res, true, ctx.Err()
+		return res, v, ctx.Err()
 	}
 }
 
@@ -338,18 +335,17 @@ var ErrNotRefreshable = errors.New("engine: an API key is not refreshed")
 // If another process has already refreshed them, their tokens are adopted
 // and nothing is redeemed.
 func (m *Manager) Refresh(ctx context.Context) error {
-	res, _, err := m.apply(ctx, func(now time.Time) states.Event {
+	res, v, _, err := m.apply(ctx, func(now time.Time) states.Event {
 		return states.RefreshRequested{At: now}
 	})
 	if err != nil {
 		return err
 	}
 	if res.To.Waiting() {
-		if err := m.waitSettled(ctx); err != nil {
+		if v, err = m.waitSettled(ctx); err != nil {
 			return err
 		}
 	}
-	v := m.view.Load()
 	switch v.state {
 	case states.Fresh:
 		return nil

@@ -151,9 +151,14 @@ func (m *Manager) Close() error {
 
 // apply waits until ev may be applied, applies it and starts its commands.
 // build makes the event from the time it is applied, so that events carry
-// the time the machine saw them. It returns the result and, when the step
-// started a flight, the channel closed when that flight ends.
-func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Event) (Result, <-chan struct{}, error) {
+// the time the machine saw them. It returns the result, the view the step
+// published and, when the step started a flight, the channel closed when
+// that flight ends.
+//
+// Callers answer from the returned view, never from a later m.view.Load():
+// by then another step may have published a different state (a logout, say),
+// and a token read from it would not match the result.
+func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Event) (Result, *view, <-chan struct{}, error) {
 	m.mu.Lock()
 	ev := build(m.clock.Now())
 	for m.flight && !(m.machine.State().Waiting() && joinsFlight(ev.Kind())) {
@@ -162,20 +167,21 @@ func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Ev
 		select {
 		case <-idle:
 		case <-ctx.Done():
-			return Result{}, nil, ctx.Err()
+			return Result{}, nil, nil, ctx.Err()
 		}
 		m.mu.Lock()
 		ev = build(m.clock.Now())
 	}
 	defer m.mu.Unlock()
 	if m.closed {
-		return Result{}, nil, ErrClosed
+		return Result{}, nil, nil, ErrClosed
 	}
 	res, err := m.stepLocked(ev)
 	if err != nil {
-		return res, nil, err
+		return res, nil, nil, err
 	}
-	return res, m.startLocked(res.Commands), nil
+	v := m.view.Load()
+	return res, v, m.startLocked(res.Commands), nil
 }
 
 // joinsFlight reports whether an event of kind k may be applied while a
@@ -325,7 +331,7 @@ func (m *Manager) wakeAtLocked(c effects.WakeAt) {
 	}
 	gen := c.Generation
 	m.timer = m.clock.AfterFunc(d, func() {
-		_, _, err := m.apply(m.base, func(now time.Time) states.Event {
+		_, _, _, err := m.apply(m.base, func(now time.Time) states.Event {
 			return states.Woke{At: now, Generation: gen}
 		})
 		if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, context.Canceled) {
@@ -334,31 +340,33 @@ func (m *Manager) wakeAtLocked(c effects.WakeAt) {
 	})
 }
 
-// waitSettled waits until the machine leaves a waiting state. It returns nil
-// once it has, ctx.Err() if the caller gives up first, ErrClosed, or
-// ErrInternal when no flight is running to settle it.
-func (m *Manager) waitSettled(ctx context.Context) error {
+// waitSettled waits until the machine leaves a waiting state. It returns the
+// view it found settled (read under the lock, so never a waiting one), or
+// ctx.Err() if the caller gives up first, ErrClosed, or ErrInternal when no
+// flight is running to settle it.
+func (m *Manager) waitSettled(ctx context.Context) (*view, error) {
 	for {
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
-			return ErrClosed
+			return nil, ErrClosed
 		}
 		st := m.machine.State()
 		if !st.Waiting() {
+			v := m.view.Load()
 			m.mu.Unlock()
-			return nil
+			return v, nil
 		}
 		if !m.flight {
 			m.mu.Unlock()
-			return fmt.Errorf("%w: stuck in %s with nothing in flight", ErrInternal, st)
+			return nil, fmt.Errorf("%w: stuck in %s with nothing in flight", ErrInternal, st)
 		}
 		ch := m.settled
 		m.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
