@@ -1,17 +1,4 @@
-//go:build fosite
-
 // Interoperability with a real OAuth 2.0 server, github.com/ory/fosite.
-//
-// fosite's refresh handler imports a package of fosite's whose dependencies
-// the main module's go.mod and go.sum do not list, so this file builds only
-// with the fosite tag and the workspace in testdata/fosite, whose
-// go.work.sum holds the missing checksums:
-//
-//	GOWORK=$PWD/oauth/testdata/fosite/go.work go test -race -tags fosite ./oauth/
-//
-// TODO: drop the tag and the workspace once the main go.mod requires
-// github.com/cristalhq/jwt/v4 and github.com/stretchr/testify (indirect), so
-// that the test runs with every go test.
 
 package oauth_test
 
