@@ -178,6 +178,9 @@ func validate(ev states.Event) error {
 			return fmt.Errorf("%w: login: %v", ErrInvalidEvent, err)
 		}
 	case states.Loaded:
+		if e.FromEnv && e.Record.Mode != states.ModeAPIKey {
+			return fmt.Errorf("%w: loaded: only an API key can come from the environment", ErrInvalidEvent)
+		}
 		if e.Err == nil && !e.Record.IsZero() {
 			if err := validRecord(e.Record); err != nil {
 				return fmt.Errorf("%w: loaded: %v", ErrInvalidEvent, err)

@@ -917,12 +917,6 @@ func TestBehaviourRotatedRefreshTokenNeverDropped(t *testing.T) {
 // record must not replace the live token with the dead one, or the next
 // refresh redeems a retired token and the provider reports reuse.
 func TestBehaviourUnsavedRotationSurvivesReload(t *testing.T) {
-	// TODO: the load rules do not look at Extended.Unsaved, so a reload
-	// adopts the stored record (load_fresh) and the rotated token is lost.
-	// Fixing it needs a rule or guard for loads while unsaved, which is a
-	// change to the table; until then this case is skipped.
-	t.Skip("TODO: load rules ignore unsaved rotated tokens; see the comment above")
-
 	m := reachByPath(t, transitions.Policy{}, onLoaded(recFresh, "v1"), on401, onRereadUnchanged,
 		onRefreshed(grantRotated("2", epoch)), onPersistFailed)
 	stepOK(t, m, states.Loaded{At: epoch, Record: recFresh, Version: "v1"})
@@ -1322,13 +1316,6 @@ func TestBehaviourLoginRestrictions(t *testing.T) {
 			event:  fromEnv(recAPIKey),
 			want:   rule("load_restricted_env", states.LoggedOut, states.FailedPermanent),
 			check:  restricted(forcedChatGPT, recAPIKey),
-		},
-		{
-			name:   "restriction/tokens_from_environment_are_not_deleted",
-			policy: forcedWS,
-			event:  fromEnv(recOtherAccount),
-			want:   rule("load_restricted_env", states.LoggedOut, states.FailedPermanent),
-			check:  restricted(forcedWS, recOtherAccount),
 		},
 		{
 			name:   "restriction/allowed_api_key_from_environment",

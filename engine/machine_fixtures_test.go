@@ -197,6 +197,10 @@ func onPersistFailed(ext states.Extended) states.Event {
 	return states.PersistFailed{At: epoch, Generation: ext.Generation, Conflict: true, Err: errCASConflict}
 }
 
+func onWokeMuchLater(ext states.Extended) states.Event {
+	return states.Woke{At: muchLater, Generation: ext.Generation}
+}
+
 // reachByPath builds a machine under p and drives it along path with real
 // Steps from the initial state, failing the test if any step is refused.
 func reachByPath(t testing.TB, p transitions.Policy, path ...pathStep) *engine.Machine {
@@ -248,6 +252,12 @@ var machineScenarios = []machineScenario{
 	{name: "managed_refreshed", state: states.Fresh,
 		path: pathOf(onLoaded(recFresh, "v1"), on401, onRereadUnchanged,
 			onRefreshed(grantRotated("2", epoch)), onPersisted("v2"))},
+	{name: "managed_unsaved", state: states.Fresh,
+		path: pathOf(onLoaded(recFresh, "v1"), on401, onRereadUnchanged,
+			onRefreshed(grantRotated("2", epoch)), onPersistFailed)},
+	{name: "managed_unsaved", state: states.Stale,
+		path: pathOf(onLoaded(recFresh, "v1"), on401, onRereadUnchanged,
+			onRefreshed(grantRotated("2", epoch)), onPersistFailed, onWokeMuchLater)},
 	{name: "managed_undated", state: states.Fresh, path: pathOf(onLoaded(recUndated, "v1"))},
 	{name: "host", state: states.Fresh, path: pathOf(onLoaded(recHostFresh, "v1"))},
 	{name: "managed", state: states.Stale, path: pathOf(onLoaded(recStale, "v1"))},
@@ -346,7 +356,7 @@ func eventCatalogue(ext states.Extended) []eventVariant {
 		{"host_tokens", states.Loaded{At: epoch, Record: recHostFresh, Version: "v-host"}},
 		{"unreadable", states.Loaded{At: epoch, Version: "v-bad", Err: errStoreUnreadable}},
 		{"other_workspace", states.Loaded{At: epoch, Record: recOtherAccount, Version: "v-other"}},
-		{"other_workspace_from_env", states.Loaded{At: epoch, Record: recOtherAccount, FromEnv: true}},
+		{"same_version", states.Loaded{At: epoch, Record: rec, Version: ext.Version}},
 		{"api_key_from_env", states.Loaded{At: epoch, Record: keyRecord("env"), FromEnv: true}},
 
 		{"now", states.TokenRequested{At: epoch}},

@@ -36,6 +36,14 @@ var (
 		return ok && e.Err != nil
 	}}
 
+	// unsavedStoreUnchanged: the tokens in memory could not be saved and
+	// nobody has written the store since, so what it holds is older than
+	// what is in memory (after a rotation, already retired by the provider).
+	unsavedStoreUnchanged = Guard{"unsaved, store unchanged", func(in Input) bool {
+		e, ok := in.Event.(states.Loaded)
+		return ok && in.Ext.Unsaved && e.Err == nil && !e.FromEnv && e.Version == in.Ext.Version
+	}}
+
 	sameCredential = Guard{"same credential", func(in Input) bool {
 		rec := eventRecord(in.Event)
 		return !rec.IsZero() && rec.SameCredential(in.Ext.Record)
@@ -117,8 +125,13 @@ var (
 		return ok && e.Unreadable
 	}}
 
+	// workspaceMismatch: the host's tokens are for another workspace than the
+	// forced one, or their id token cannot be read to tell.
 	workspaceMismatch = Guard{"workspace mismatch", func(in Input) bool {
 		e, ok := in.Event.(states.HostRefreshSucceeded)
-		return ok && e.Grant.IDTokenErr == nil && in.Policy.WorkspaceMismatch(e.Grant.Claims) != ""
+		if !ok || in.Policy.ForcedWorkspace == "" {
+			return false
+		}
+		return e.Grant.IDTokenErr != nil || in.Policy.WorkspaceMismatch(e.Grant.Claims) != ""
 	}}
 )

@@ -41,15 +41,24 @@ func only(s ...states.State) []states.State { return s }
 // store lock is never abandoned half-way.
 var rules = []Rule{
 	// Loading the store (at start-up or on reload). An unreadable store is a
-	// permanent failure, never a silent logout. A failed credential stays
-	// failed when the store still holds the same credential.
+	// permanent failure, never a silent logout. Tokens that could not be
+	// saved are the only live ones while the store still holds what it held
+	// before: they are kept, and the save is tried again. A failed
+	// credential stays failed when the store still holds the same
+	// credential.
 	{ID: "load_unreadable", From: resting, On: states.KindLoaded, Guard: unreadable,
 		To: states.FailedPermanent, Update: failUnreadableLoad},
+	{ID: "load_keep_unsaved", From: withTokens, On: states.KindLoaded, Guard: unsavedStoreUnchanged,
+		To: Stay, Commands: cmds(persist)},
 	{ID: "load_same_while_failed", From: only(states.FailedPermanent), On: states.KindLoaded,
 		Guard: sameCredential, To: Stay},
 	{ID: "load_nothing", From: resting, On: states.KindLoaded, Guard: nothingStored,
 		To: states.LoggedOut, Update: adoptLoaded},
-	{ID: "load_restricted_env", From: resting, On: states.KindLoaded, Guard: restrictedFromEnv,
+	// Only an API key comes from the environment, and it can only break a
+	// forced ChatGPT method, under which no API key is ever in use: so the
+	// rule cannot apply in api_key.
+	{ID: "load_restricted_env", From: only(states.LoggedOut, states.Fresh, states.Stale,
+		states.FailedPermanent), On: states.KindLoaded, Guard: restrictedFromEnv,
 		To: states.FailedPermanent, Update: failRestricted},
 	{ID: "load_restricted", From: resting, On: states.KindLoaded, Guard: restricted,
 		To: states.FailedPermanent, Update: failRestricted, Commands: cmds(deleteAll)},

@@ -150,7 +150,12 @@ var (
 
 	backoffMismatch = Update{"back off", func(in Input, next *states.Extended) {
 		e := in.Event.(states.HostRefreshSucceeded)
-		backoff(in, next, 0, 0.5, in.Policy.WorkspaceMismatch(e.Grant.Claims))
+		why := in.Policy.WorkspaceMismatch(e.Grant.Claims)
+		if e.Grant.IDTokenErr != nil {
+			why = "the host's id token cannot be read to check the required workspace: " +
+				e.Grant.IDTokenErr.Error()
+		}
+		backoff(in, next, 0, 0.5, why)
 	}}
 
 	failRejected = Update{"fail: refused", func(in Input, next *states.Extended) {
