@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/oauth"
+	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
+)
+
+// globalFlags are the flags every command shares.
+type globalFlags struct {
+	home            string
+	store           string
+	profile         string
+	tokenURL        string
+	clientID        string
+	clientSecretEnv string
+	useEnvKey       bool
+	verbose         bool
+	timeout         time.Duration
+}
+
+// Profile names accepted by --profile.
+const (
+	profileCodex   = "codex"
+	profileRFC6749 = "rfc6749"
+)
+
+// resolveHome returns the Codex home to use and where the choice came from.
+//
+// A home that was asked for — with --home or CODEX_HOME — must exist:
+// silently reporting "not signed in" for a mistyped path would send a
+// person looking in the wrong place (Codex refuses a missing CODEX_HOME for
+// the same reason). The default, ~/.codex, may be missing: that is what a
+// machine that never signed in looks like, and a login creates it.
+func (a *app) resolveHome() (home, source string, err error) {
+	switch {
+	case a.flags.home != "":
+		home, source = a.flags.home, "--home"
+	case a.getenv("CODEX_HOME") != "":
+		home, source = a.getenv("CODEX_HOME"), "CODEX_HOME"
+	default:
+		h, err := storage.DefaultHome()
+		if err != nil {
+			return "", "", badInput("cannot find the Codex home (%v); set --home or CODEX_HOME", err)
+		}
+		return h, "default", nil
+	}
+	info, err := os.Stat(home)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "", badInput("the Codex home %s (from %s) does not exist; create it or fix the path",
+			home, source)
+	case err != nil:
+		return "", "", badInput("the Codex home %s (from %s) cannot be used: %v", home, source,
+			unwrapPathError(err))
+	case !info.IsDir():
+		return "", "", badInput("the Codex home %s (from %s) is not a directory", home, source)
+	}
+	return home, source, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// profile builds the token endpoint description from the flags.
+func (a *app) profile() (*oauth.Profile, error) {
+	var p oauth.Profile
+	switch a.flags.profile {
+	case profileCodex:
+		p = oauth.CodexProfile()
+		if a.flags.tokenURL != "" {
+			// An explicit flag beats the environment override.
+			p.TokenURL, p.URLEnv = a.flags.tokenURL, ""
+		}
+		if a.flags.clientID != "" {
+			p.ClientID = a.flags.clientID
+		}
+	case profileRFC6749:
+		if a.flags.tokenURL == "" || a.flags.clientID == "" {
+			return nil, badInput("--profile rfc6749 needs --token-url and --client-id")
+		}
+		p = oauth.RFC6749Profile(a.flags.tokenURL, a.flags.clientID, states.Secret{})
+	default:
+		return nil, badInput("unknown --profile %q (want %s or %s)", a.flags.profile,
+			profileCodex, profileRFC6749)
+	}
+
+	if name := a.flags.clientSecretEnv; name != "" {
+		secret := a.getenv(name)
+		if secret == "" {
+			return nil, badInput("the environment variable %s (named by --client-secret-env) "+
+				"is not set or empty", name)
+		}
+		p.ClientSecret = states.NewSecret(secret)
+	}
+	if a.flags.tokenURL != "" {
+		if err := oauth.CheckTokenURL(a.flags.tokenURL); err != nil {
+			return nil, badInput("--token-url: %s", strings.TrimPrefix(err.Error(), "oauth: "))
+		}
+	}
+	return &p, nil
+}
+
+// logger returns the debug logger for -v, or nil (no logging).
+func (a *app) logger() *slog.Logger {
+	if !a.flags.verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// session is an open Manager together with what a command reports about
+// where it came from.
+type session struct {
+	m          *engine.Manager
+	home       string
+	homeSource string
+}
+
+// open builds the Manager every command but demo and replay uses, and
+// loads the credential. Loading never writes: a Manager that only loads
+// and reports leaves every store as it was.
+func (a *app) open(ctx context.Context) (*session, error) {
+	home, source, err := a.resolveHome()
+	if err != nil {
+		return nil, err
+	}
+	mode, err := storage.ParseMode(a.flags.store)
+	if err != nil {
+		return nil, badInput("unknown --store %q (want file, keyring, auto or ephemeral)", a.flags.store)
+	}
+	profile, err := a.profile()
+	if err != nil {
+		return nil, err
+	}
+	m, err := engine.New(ctx, engine.Config{
+		Home:           home,
+		StoreMode:      mode,
+		Profile:        profile,
+		Logger:         a.logger(),
+		HonorEnvAPIKey: a.flags.useEnvKey,
+		Getenv:         a.getenv,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot start: %w", err)
+	}
+	return &session{m: m, home: home, homeSource: source}, nil
+}
+
+// withTimeout bounds a command that may talk to the token endpoint.
+func (a *app) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.flags.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, a.flags.timeout)
+}

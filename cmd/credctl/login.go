@@ -1,0 +1,233 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/oauth"
+	"github.com/credfsm/credfsm/states"
+)
+
+// maxStdin bounds what login reads: a key is under a hundred bytes and
+// three tokens a few kilobytes.
+const maxStdin = 1 << 20
+
+const loginLong = `Sign in with a credential read from stdin, and save it in the Codex format
+where --home and --store say. It replaces whatever was stored.
+
+  --api-key   stdin holds an API key (surrounding white space is ignored).
+  --tokens    stdin holds a JSON object with the OAuth tokens of a login:
+              {"id_token": "...", "access_token": "...", "refresh_token": "..."}
+              (the "tokens" object of a Codex auth.json has this shape; other
+              members such as account_id are ignored: the account comes from
+              the id token). credctl refreshes these tokens itself.
+
+The credential is never taken from the command line, where other users and
+the shell history could see it. There is no browser sign-in here: use
+"codex login" for that; credctl reads what it stores.`
+
+const loginExample = `  credctl login --api-key < ~/secrets/openai-key.txt
+  pass show openai | credctl login --api-key
+  credctl login --tokens < tokens.json   # tokens from your own OAuth sign-in flow`
+
+func (a *app) loginCommand() *cobra.Command {
+	var apiKey, tokens bool
+	cmd := &cobra.Command{
+		Use:     "login (--api-key | --tokens) < credential",
+		Short:   "Sign in with an API key or OAuth tokens read from stdin",
+		Long:    loginLong,
+		Example: loginExample,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if apiKey == tokens {
+				return badInput("say what stdin holds: --api-key or --tokens (one of them)")
+			}
+			a.promptIfTerminal(apiKey)
+			input, err := readStdin(a.stdin)
+			if err != nil {
+				return err
+			}
+
+			// Check the input before opening the store, so that bad input
+			// never reaches it.
+			var key string
+			var tok tokenInput
+			if apiKey {
+				if key, err = parseAPIKey(input); err != nil {
+					return err
+				}
+			} else if tok, err = parseTokens(input); err != nil {
+				return err
+			}
+
+			ctx, cancel := a.withTimeout(cmd.Context())
+			defer cancel()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.m.Close()
+			if apiKey {
+				err = s.m.LoginAPIKey(ctx, key)
+			} else {
+				err = s.m.LoginTokens(ctx, tok.IDToken, tok.AccessToken, tok.RefreshToken)
+			}
+			if err != nil {
+				return loginFailure(err)
+			}
+			a.reportLogin(s.m.Snapshot())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&apiKey, "api-key", false, "stdin holds an API key")
+	cmd.Flags().BoolVar(&tokens, "tokens", false,
+		`stdin holds {"id_token","access_token","refresh_token"} as JSON`)
+	return cmd
+}
+
+// promptIfTerminal tells a person at a terminal what credctl waits for;
+// without it, a login that reads stdin looks like it hangs.
+func (a *app) promptIfTerminal(apiKey bool) {
+	f, ok := a.stdin.(*os.File)
+	if !ok {
+		return
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return
+	}
+	what := "the API key"
+	if !apiKey {
+		what = "the tokens JSON"
+	}
+	writeLine(a.stderr, "credctl: reading "+what+" from stdin (it is not echoed back); "+
+		"end with Ctrl-D")
+}
+
+func readStdin(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxStdin+1))
+	if err != nil {
+		return nil, badInput("cannot read stdin: %v", err)
+	}
+	if len(b) > maxStdin {
+		return nil, badInput("stdin holds more than %d bytes; that is not a credential", maxStdin)
+	}
+	return b, nil
+}
+
+// parseAPIKey checks what stdin held. Error messages never quote it.
+func parseAPIKey(input []byte) (string, error) {
+	key := strings.TrimSpace(string(input))
+	switch {
+	case key == "":
+		return "", badInput("the API key read from stdin is empty")
+	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return "", badInput("the API key read from stdin contains white space or control " +
+			"characters; pipe just the key")
+	}
+	return key, nil
+}
+
+// tokenInput is what --tokens reads.
+type tokenInput struct {
+	IDToken, AccessToken, RefreshToken string
+}
+
+// parseTokens reads the tokens JSON and names every field that is missing,
+// empty or of the wrong type. Error messages never quote the input.
+func parseTokens(input []byte) (tokenInput, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(input, &obj); err != nil || obj == nil {
+		var syn *json.SyntaxError
+		switch {
+		case errors.As(err, &syn):
+			return tokenInput{}, badInput("the tokens on stdin are not valid JSON (syntax error "+
+				"at byte %d); want {\"id_token\",\"access_token\",\"refresh_token\"}", syn.Offset)
+		case len(strings.TrimSpace(string(input))) == 0:
+			return tokenInput{}, badInput("stdin is empty; want the tokens as " +
+				"{\"id_token\",\"access_token\",\"refresh_token\"}")
+		}
+		return tokenInput{}, badInput("the tokens on stdin are not a JSON object; want " +
+			"{\"id_token\",\"access_token\",\"refresh_token\"}")
+	}
+
+	var out tokenInput
+	var problems []string
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"id_token", &out.IDToken},
+		{"access_token", &out.AccessToken},
+		{"refresh_token", &out.RefreshToken},
+	} {
+		raw, ok := obj[f.name]
+		if !ok || string(raw) == "null" {
+			problems = append(problems, f.name+" is missing")
+			continue
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil {
+			problems = append(problems, f.name+" is not a string")
+			continue
+		}
+		*f.dst = strings.TrimSpace(*f.dst)
+		if *f.dst == "" {
+			problems = append(problems, f.name+" is empty")
+		}
+	}
+	if len(problems) > 0 {
+		return tokenInput{}, badInput("the tokens on stdin are incomplete: %s",
+			strings.Join(problems, ", "))
+	}
+	if _, err := oauth.ParseIDToken(out.IDToken); err != nil {
+		return tokenInput{}, badInput("id_token on stdin is not a usable JWT: %s",
+			strings.TrimPrefix(err.Error(), "oauth: "))
+	}
+	return out, nil
+}
+
+// loginFailure explains a login the engine refused.
+func loginFailure(err error) error {
+	if errors.Is(err, engine.ErrEmptyCredential) {
+		return &cliError{code: exitError, err: err,
+			msg: strings.TrimPrefix(err.Error(), "engine: ")}
+	}
+	return fmt.Errorf("login failed: %w", err)
+}
+
+// reportLogin says who is signed in, until when, and where it was saved.
+func (a *app) reportLogin(snap engine.Snapshot) {
+	who := ""
+	if snap.Email != "" {
+		who = " for " + snap.Email
+		if p := snap.Plan.Display(); p != "" {
+			who += " (" + p + ")"
+		}
+	}
+	a.out("signed in with %s%s; state %s", snap.Mode.Label(), who, snap.State)
+	if !snap.Expiry.IsZero() {
+		a.out("access token valid until %s (%s)", clock(snap.Expiry), until(snap.Expiry, time.Now()))
+	}
+	a.out("saved to %s", storeLine(snap.Store))
+	if snap.Store.InsecureFallback {
+		a.out("warning: the OS keyring is not used; the credential is in a plaintext file")
+	}
+	if snap.Store.Kind == "ephemeral" {
+		a.out("note: an ephemeral store lives in this process's memory; the credential is " +
+			"gone once credctl exits")
+	}
+}
+
+func storeLine(info states.StoreInfo) string {
+	if info.Location == "" {
+		return info.Kind
+	}
+	return info.Kind + " " + info.Location
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/states"
+)
+
+const tokenLong = `Print the bearer token to use now, and nothing else, on stdout.
+
+Tokens that are fresh are printed at once. Tokens that are near their expiry
+(stale) are refreshed first at the token endpoint, and the new ones saved
+where the old ones were, in the Codex format. An API key is printed as is.
+
+If a refresh fails but the current access token has not expired yet, it is
+still printed (exit 0) with a warning on stderr. On failure stdout stays
+empty and one line on stderr says why and what to do; the exit code says
+which kind of failure it was.
+
+` + exitCodesHelp
+
+const tokenExample = `  curl -H "Authorization: Bearer $(credctl token)" https://api.example.com/v1/models
+
+  # A token for another OAuth provider's login, stored in the same format:
+  credctl --profile rfc6749 --token-url https://idp.example.com/oauth/token \
+          --client-id my-app --home ~/.config/my-app token
+
+  # Branch on the reason in a script:
+  credctl token >/dev/null; case $? in 2|3) echo "please sign in";; 4) echo "retry later";; esac`
+
+func (a *app) tokenCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "token",
+		Short:   "Print a working bearer token, refreshing it first if needed",
+		Long:    tokenLong,
+		Example: tokenExample,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.withTimeout(cmd.Context())
+			defer cancel()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.m.Close()
+
+			tok, err := s.m.Token(ctx)
+			if err != nil {
+				return tokenFailure(err, s.m.Snapshot())
+			}
+			// The one place credctl prints a secret: this is what the
+			// command is for.
+			a.out("%s", tok)
+
+			if snap := s.m.Snapshot(); snap.State == states.Stale && snap.LastError != "" {
+				writeLine(a.stderr, "credctl: warning: "+staleWarning(snap, time.Now()))
+			}
+			return nil
+		},
+	}
+}
+
+// tokenFailure explains a failed Token call, adding what the snapshot knows
+// that the error does not.
+func tokenFailure(err error, snap engine.Snapshot) error {
+	if errors.Is(err, engine.ErrLoggedOut) {
+		return &cliError{code: exitLoggedOut, err: err, msg: loggedOutIn(snap.Store)}
+	}
+	var tr *engine.TransientError
+	if errors.As(err, &tr) && snap.Mode == states.ModeExternal {
+		return &cliError{code: exitTransient, err: err, msg: "the access token has expired, and " +
+			"these tokens are refreshed by the application that stored them (auth_mode " +
+			"chatgptAuthTokens), not by credctl; let that application refresh them, or sign in " +
+			"with \"credctl login\""}
+	}
+	return err
+}
+
+// staleWarning says that the token printed is the old one because a refresh
+// failed, and until when it stays good.
+func staleWarning(snap engine.Snapshot, now time.Time) string {
+	msg := "the tokens could not be refreshed (" + snap.LastError + ")"
+	if !snap.Expiry.IsZero() {
+		msg += "; the current access token is still valid until " + clock(snap.Expiry) +
+			" (" + until(snap.Expiry, now) + ")"
+	}
+	if !snap.RetryAt.IsZero() {
+		msg += "; next attempt after " + clock(snap.RetryAt)
+	}
+	return oneLine(msg)
+}
+
+// loggedOutIn is the logged-out message naming the store that was read.
+func loggedOutIn(info states.StoreInfo) string {
+	where := info.Kind
+	if info.Location != "" {
+		where += " " + info.Location
+	}
+	return "not signed in: nothing is stored in " + where + `; sign in with "credctl login ` +
+		`--api-key" or "credctl login --tokens" (or "codex login")`
+}
