@@ -35,8 +35,8 @@ func (m *Manager) Token(ctx context.Context) (string, error) {
 func (m *Manager) token(ctx context.Context) (string, *view, error) {
 	if !m.every {
 		v := m.view.Load()
-		if v.state == states.APIKey ||
-			(v.state == states.Fresh && (!v.hasStale || !m.clock.Now().After(v.staleAt))) {
+		if !v.closed && (v.state == states.APIKey ||
+			(v.state == states.Fresh && (!v.hasStale || !m.clock.Now().After(v.staleAt)))) {
 			return v.bearer, v, nil
 		}
 	}

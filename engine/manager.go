@@ -67,6 +67,7 @@ type Manager struct {
 // view is an immutable picture of the machine, published after every step
 // for the lock-free hot path and Snapshot.
 type view struct {
+	closed   bool // Close was called: only the locked path answers
 	state    states.State
 	bearer   string
 	gen      uint64
@@ -133,6 +134,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
+	m.publishLocked() // the hot path reads closed from the view
 	if m.timer != nil {
 		m.timer.Stop()
 	}
@@ -377,7 +379,7 @@ func (m *Manager) publishLocked() {
 	st := m.machine.State()
 	ext := m.machine.Extended()
 	pol := m.machine.Policy()
-	v := &view{state: st, gen: ext.Generation, bearer: ext.Record.Bearer().Reveal()}
+	v := &view{closed: m.closed, state: st, gen: ext.Generation, bearer: ext.Record.Bearer().Reveal()}
 	v.staleAt, v.hasStale = pol.StaleAt(ext.Record)
 	v.snap = Snapshot{
 		State:       st,
