@@ -589,3 +589,84 @@ func TestManagerNeverServesAnEmptyToken(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestManagerClose: Close wakes every caller waiting for a refresh with
+// ErrClosed, ends the refresh, releases the store lock and leaves no
+// goroutine behind; every call after it fails with ErrClosed, the hot path
+// included.
+func TestManagerClose(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	r.writeAuth(ts)
+	m := r.start(r.config())
+
+	r.gate.hold()
+	waiting := make(chan error, 2)
+	go func() { waiting <- m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil).Err }()
+	r.gate.awaitArrival(t)
+	go func() { _, err := m.Token(ctx); waiting <- err }()
+	waitState(t, m, states.Refreshing)
+
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Close waited for the refresh held at the token server")
+	}
+	for range 2 {
+		if err := <-waiting; !errors.Is(err, engine.ErrClosed) {
+			t.Errorf("a waiting caller got %v, want ErrClosed", err)
+		}
+	}
+	r.gate.release()
+
+	// After Close.
+	if _, err := m.Token(ctx); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Token after Close: %v, want ErrClosed", err)
+	}
+	if d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil); !errors.Is(d.Err, engine.ErrClosed) {
+		t.Errorf("Observe after Close: %v, want ErrClosed", d.Err)
+	}
+	if err := m.Refresh(ctx); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Refresh after Close: %v, want ErrClosed", err)
+	}
+	if err := m.LoginAPIKey(ctx, "sk-test-after-close"); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("LoginAPIKey after Close: %v, want ErrClosed", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// The store lock was released: another manager of the same home
+	// refreshes at once, with the refresh token the closed one never
+	// managed to redeem.
+	m2 := r.start(r.config())
+	if d := m2.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil); d.Action != engine.Retry {
+		t.Fatalf("a second manager: %v (%v), want retry", d.Action, d.Err)
+	}
+	if st := r.srv.Stats(); st.Redemptions != 1 || st.ReuseAttempts != 0 {
+		t.Fatalf("server stats %+v", st)
+	}
+}
+
+// TestManagerTokenAfterCloseInFresh: the hot path knows about Close too.
+func TestManagerTokenAfterCloseInFresh(t *testing.T) {
+	r := newRig(t)
+	r.writeAuth(r.issue(mainAccount))
+	m := r.start(r.config())
+	if _, err := m.Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if tok, err := m.Token(context.Background()); !errors.Is(err, engine.ErrClosed) || tok != "" {
+		t.Fatalf("Token after Close: %q, %v; want ErrClosed", fingerprint(tok), err)
+	}
+	if _, err := m.TokenSource().Token(); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("TokenSource after Close: %v, want ErrClosed", err)
+	}
+}
