@@ -1,0 +1,137 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/credfsm/credfsm/effects/effectstest"
+	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/oauth/oauthtest"
+	"github.com/credfsm/credfsm/states"
+)
+
+// TestManagerKeepsRotatedTokensWhenTheIDTokenIsBad: the server redeems the
+// refresh token but sends an id token that does not parse. The rotated
+// refresh token is still saved and used next time: nothing is replayed.
+func TestManagerKeepsRotatedTokensWhenTheIDTokenIsBad(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	r.writeAuth(ts)
+	m := r.start(r.config())
+
+	r.srv.Inject(oauthtest.BadIDToken())
+	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+	if d.Action != engine.Retry {
+		t.Fatalf("401: %v (%v), want retry", d.Action, d.Err)
+	}
+	stored := r.mustAuth()
+	if stored.RefreshToken == ts.RefreshToken || stored.AccessToken != d.Token {
+		t.Fatal("auth.json does not hold the rotated tokens")
+	}
+	if stored.IDToken != ts.IDToken {
+		t.Fatal("auth.json holds the id token that does not parse")
+	}
+	if s := m.Snapshot(); s.Email != mainAccount.Email || !strings.Contains(s.LastError, "id token") {
+		t.Fatalf("snapshot %+v, want the old claims and a note about the id token", s)
+	}
+
+	if d := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil); d.Action != engine.Retry {
+		t.Fatalf("next 401: %v (%v), want retry", d.Action, d.Err)
+	}
+	if st := r.srv.Stats(); st.Redemptions != 2 || st.ReuseAttempts != 0 {
+		t.Fatalf("server stats %+v, want two redemptions and no reuse", st)
+	}
+}
+
+// TestManagerServesUnsavedTokens: when the rotated tokens cannot be saved,
+// they are served from memory (the only live refresh token is there now),
+// the snapshot says so, and the next refresh redeems that token, not the
+// retired one on disk.
+func TestManagerServesUnsavedTokens(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	store := effectstest.NewMemStore()
+	store.Put(states.Record{Mode: states.ModeManaged, Tokens: ts.Tokens(),
+		AccessExpiry: ts.AccessExpiry, LastRefresh: mgrStart})
+	var failing atomic.Bool
+	store.FailSave = func(states.Record) error {
+		if failing.Load() {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	cfg := r.config()
+	cfg.Store = store
+	m := r.start(cfg)
+
+	failing.Store(true)
+	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+	if d.Action != engine.Retry || d.Token == ts.AccessToken {
+		t.Fatalf("401: %v (%v), want retry with the new token", d.Action, d.Err)
+	}
+	if s := m.Snapshot(); s.State != states.Fresh || !s.Unsaved || !strings.Contains(s.LastError, "disk full") {
+		t.Fatalf("snapshot %+v, want fresh, unsaved, saying why", s)
+	}
+	if rec, _ := store.Get(); !rec.Tokens.RefreshToken.Equal(states.NewSecret(ts.RefreshToken)) {
+		t.Fatal("the store changed although the save failed")
+	}
+
+	// A reload finds the store as it was: the unsaved tokens are kept.
+	if err := m.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Token(ctx); err != nil || got != d.Token {
+		t.Fatalf("Token after reload: %s, %v; want the unsaved token", fingerprint(got), err)
+	}
+
+	// The next refresh redeems the live refresh token and saves.
+	failing.Store(false)
+	next := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil)
+	if next.Action != engine.Retry {
+		t.Fatalf("next 401: %v (%v), want retry", next.Action, next.Err)
+	}
+	if st := r.srv.Stats(); st.ReuseAttempts != 0 || st.Redemptions != 2 {
+		t.Fatalf("server stats %+v, want two redemptions and no reuse", st)
+	}
+	if rec, _ := store.Get(); !rec.Tokens.AccessToken.Equal(states.NewSecret(next.Token)) {
+		t.Fatal("the store does not hold the latest tokens")
+	}
+	if s := m.Snapshot(); s.Unsaved {
+		t.Fatal("snapshot still says unsaved")
+	}
+}
+
+// TestManagerRefreshTimeout: a token server that never answers does not
+// hold callers beyond RefreshTimeout; the failure is transient and says so.
+func TestManagerRefreshTimeout(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	r.writeAuth(ts)
+	cfg := r.config()
+	cfg.RefreshTimeout = 100 * time.Millisecond
+	m := r.start(cfg)
+
+	r.srv.Inject(oauthtest.Hang())
+	began := time.Now()
+	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+	if d.Action != engine.GiveUp || !errors.Is(d.Err, engine.ErrTransient) {
+		t.Fatalf("401 with a silent server: %v (%v), want give up, transient", d.Action, d.Err)
+	}
+	if took := time.Since(began); took > waitLimit/2 {
+		t.Fatalf("the caller waited %v", took)
+	}
+	if s := m.Snapshot(); s.State != states.Stale || s.RetryAt.IsZero() {
+		t.Fatalf("snapshot %+v, want stale with a backoff", s)
+	}
+	if _, ok := r.readAuth(); !ok {
+		t.Fatal("auth.json is gone")
+	}
+}
