@@ -137,7 +137,7 @@ func replay(w io.Writer, entries []traceEntry) {
 	r := &replayer{m: engine.NewMachine(nil, transitions.Policy{}), now: traceStart, w: w}
 	fmt.Fprintf(w, "trace starts at %s in %s (generation 0); nothing is executed\n\n",
 		traceStart.Format(time.RFC3339), r.m.State())
-	fmt.Fprintf(w, "%4s  %-6s  %-22s  %s\n", "line", "time", "event", "what the machine does")
+	fmt.Fprintf(w, "%4s  %-8s  %-22s  %s\n", "line", "time", "event", "what the machine does")
 	for _, e := range entries {
 		r.step(e)
 	}
@@ -159,7 +159,7 @@ func (r *replayer) step(e traceEntry) {
 				r.offset(r.wakeAt))
 			r.wakeAt = time.Time{}
 		}
-		fmt.Fprintf(r.w, "%4d  %-6s  %-22s  clock moves to %s%s\n", e.line, at, "advance "+span(e.by),
+		fmt.Fprintf(r.w, "%4d  %-8s  %-22s  clock moves to %s%s\n", e.line, at, "advance "+span(e.by),
 			r.offset(r.now), note)
 		return
 	}
@@ -168,7 +168,7 @@ func (r *replayer) step(e traceEntry) {
 	before := r.m.Extended().Generation
 	res, err := r.m.Step(ev)
 	if err != nil {
-		fmt.Fprintf(r.w, "%4d  %-6s  %-22s  %s\n", e.line, at, e.event, r.refusal(err))
+		fmt.Fprintf(r.w, "%4d  %-8s  %-22s  %s\n", e.line, at, e.event, r.refusal(err))
 		return
 	}
 	var b strings.Builder
@@ -179,7 +179,7 @@ func (r *replayer) step(e traceEntry) {
 	if res.Generation != before {
 		fmt.Fprintf(&b, "  (generation %d)", res.Generation)
 	}
-	fmt.Fprintf(r.w, "%4d  %-6s  %-22s  %s\n", e.line, at, e.event, b.String())
+	fmt.Fprintf(r.w, "%4d  %-8s  %-22s  %s\n", e.line, at, e.event, b.String())
 }
 
 // refusal describes an event the machine did not take.
