@@ -289,16 +289,32 @@ func (m *Manager) Logout(ctx context.Context) ([]states.Removal, error) {
 // replaces the current one; a credential that failed for good stays failed
 // while the store holds the same one.
 func (m *Manager) Reload(ctx context.Context) error {
-	// Let a flight finish first, so the read sees its result.
-	if err := m.waitIdle(ctx); err != nil {
+	for {
+		// Let a flight finish first, so the read sees its result.
+		if err := m.waitIdle(ctx); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		seq := m.flights
+		m.mu.Unlock()
+
+		loaded := m.load(ctx)
+		_, _, err := m.applyAndWait(ctx, func(now time.Time) states.Event {
+			// Every write of this manager to the store is part of a
+			// flight. If one ran since the read, what was read may be
+			// out of date (tokens a refresh has since spent, a login
+			// since replaced): read again.
+			if m.flight || m.flights != seq {
+				return nil
+			}
+			loaded.At = now
+			return loaded
+		})
+		if errors.Is(err, errWithdrawn) {
+			continue
+		}
 		return err
 	}
-	loaded := m.load(ctx)
-	_, _, err := m.applyAndWait(ctx, func(now time.Time) states.Event {
-		loaded.At = now
-		return loaded
-	})
-	return err
 }
 
 // load reads the credential: CODEX_API_KEY when honoured and set, else the

@@ -50,6 +50,7 @@ type Manager struct {
 	machine *Machine
 	settled chan struct{} // closed by NotifyObservers, then replaced
 	flight  bool
+	flights uint64        // flights started so far
 	idle    chan struct{} // closed when the current flight ends
 	timer   effects.Timer
 	closed  bool
@@ -160,10 +161,14 @@ func (m *Manager) Close() error {
 // Callers answer from the returned view, never from a later m.view.Load():
 // by then another step may have published a different state (a logout, say),
 // and a token read from it would not match the result.
+//
+// build runs under m.mu. It may return nil to withdraw the event, for
+// example because what it carries is out of date; apply then returns
+// errWithdrawn without stepping.
 func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Event) (Result, *view, <-chan struct{}, error) {
 	m.mu.Lock()
 	ev := build(m.clock.Now())
-	for m.flight && !(m.machine.State().Waiting() && joinsFlight(ev.Kind())) {
+	for ev != nil && m.flight && !(m.machine.State().Waiting() && joinsFlight(ev.Kind())) {
 		idle := m.idle
 		m.mu.Unlock()
 		select {
@@ -178,6 +183,9 @@ func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Ev
 	if m.closed {
 		return Result{}, nil, nil, ErrClosed
 	}
+	if ev == nil {
+		return Result{}, nil, nil, errWithdrawn
+	}
 	res, err := m.stepLocked(ev)
 	if err != nil {
 		return res, nil, nil, err
@@ -185,6 +193,9 @@ func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Ev
 	v := m.view.Load()
 	return res, v, m.startLocked(res.Commands), nil
 }
+
+// errWithdrawn is returned by apply when build withdrew its event.
+var errWithdrawn = errors.New("engine: event withdrawn")
 
 // joinsFlight reports whether an event of kind k may be applied while a
 // flight runs in a waiting state. The table answers these there without
@@ -244,6 +255,7 @@ func (m *Manager) startLocked(cmds []effects.Command) <-chan struct{} {
 		return nil
 	}
 	m.flight = true
+	m.flights++
 	m.idle = make(chan struct{})
 	idle := m.idle
 	m.wg.Add(1)
