@@ -135,3 +135,63 @@ func TestManagerRefreshTimeout(t *testing.T) {
 		t.Fatal("auth.json is gone")
 	}
 }
+
+// lateReadStore is a MemStore whose next Load, once armed, reads the record
+// and then waits before returning it: a slow read whose result is already
+// old when it arrives.
+type lateReadStore struct {
+	*effectstest.MemStore
+	armed   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *lateReadStore) Load(ctx context.Context) (states.Record, states.Version, error) {
+	rec, v, err := s.MemStore.Load(ctx)
+	if s.armed.CompareAndSwap(true, false) {
+		s.read <- struct{}{}
+		<-s.release
+	}
+	return rec, v, err
+}
+
+// TestManagerReloadNeverAppliesAnOldRead: a reload whose read of the store
+// was overtaken by this manager's own write (here a refresh that rotated
+// the tokens) must not put the old tokens back: they are spent.
+func TestManagerReloadNeverAppliesAnOldRead(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	store := &lateReadStore{MemStore: effectstest.NewMemStore(),
+		read: make(chan struct{}), release: make(chan struct{})}
+	store.Put(states.Record{Mode: states.ModeManaged, Tokens: ts.Tokens(),
+		AccessExpiry: ts.AccessExpiry, LastRefresh: mgrStart})
+	cfg := r.config()
+	cfg.Store = store
+	m := r.start(cfg)
+
+	store.armed.Store(true)
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- m.Reload(ctx) }()
+	<-store.read // the reload holds the old tokens now
+
+	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+	if d.Action != engine.Retry {
+		t.Fatalf("401: %v (%v), want retry", d.Action, d.Err)
+	}
+	close(store.release)
+	if err := <-reloaded; err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+
+	if got, err := m.Token(ctx); err != nil || got != d.Token {
+		t.Fatalf("Token after the reload: %s, %v; want the refreshed token %s, not the spent one",
+			fingerprint(got), err, fingerprint(d.Token))
+	}
+	if next := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil); next.Action != engine.Retry {
+		t.Fatalf("next 401: %v (%v), want retry", next.Action, next.Err)
+	}
+	if st := r.srv.Stats(); st.ReuseAttempts != 0 {
+		t.Fatalf("server stats %+v: a spent refresh token was replayed", st)
+	}
+}
