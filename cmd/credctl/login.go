@@ -35,7 +35,7 @@ the shell history could see it. There is no browser sign-in here: use
 "codex login" for that; credctl reads what it stores.`
 
 const loginExample = `  credctl login --api-key < ~/secrets/openai-key.txt
-  pass show openai | credctl login --api-key
+  printenv OPENAI_API_KEY | credctl login --api-key
   credctl login --tokens < tokens.json   # tokens from your own OAuth sign-in flow`
 
 func (a *app) loginCommand() *cobra.Command {

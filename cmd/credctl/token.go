@@ -48,6 +48,12 @@ func (a *app) tokenCommand() *cobra.Command {
 			}
 			defer s.m.Close()
 
+			// TODO: a permanent failure and a backoff last only as long as
+			// this process. The next run loads the same dead refresh token
+			// and redeems it again (to the same refusal), and a script that
+			// retries at once does not wait out the backoff. Remembering
+			// both next to the store needs a way to start the engine from a
+			// remembered outcome.
 			tok, err := s.m.Token(ctx)
 			if err != nil {
 				return tokenFailure(err, s.m.Snapshot())
