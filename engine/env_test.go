@@ -103,3 +103,24 @@ func TestManagerEnvAPIKeyIgnored(t *testing.T) {
 		})
 	}
 }
+
+// TestManagerEnvAPIKeyRestricted: an environment key that breaks a forced
+// ChatGPT login is refused, and the stored credential, which did nothing
+// wrong, is left alone.
+func TestManagerEnvAPIKeyRestricted(t *testing.T) {
+	r := newRig(t)
+	r.writeAuth(r.issue(mainAccount))
+	before, _ := os.ReadFile(r.authPath())
+	cfg := r.config()
+	cfg.HonorEnvAPIKey = true
+	cfg.Getenv = getenv(map[string]string{engine.EnvAPIKey: envKey})
+	cfg.ForcedLoginMethod = "chatgpt"
+	m := r.start(cfg)
+
+	_, err := m.Token(context.Background())
+	wantRestricted(t, "Token", err)
+	m.Close()
+	if after, _ := os.ReadFile(r.authPath()); !cmp.Equal(before, after) {
+		t.Fatal("the stored credential was touched")
+	}
+}
