@@ -670,3 +670,36 @@ func TestManagerTokenAfterCloseInFresh(t *testing.T) {
 		t.Fatalf("TokenSource after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestManagerLoginOutlivesItsCaller: a login whose caller gives up during
+// the save still completes: the save does not run under the caller's
+// context.
+func TestManagerLoginOutlivesItsCaller(t *testing.T) {
+	r := newRig(t)
+	store := newBlockingStore()
+	cfg := r.config()
+	cfg.Store = store
+	m := r.start(cfg)
+	rules := watch(t, m)
+
+	store.FailSave = func(states.Record) error { return store.block() }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.LoginAPIKey(ctx, "sk-test-impatient") }()
+	<-store.started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("LoginAPIKey: %v, want context.Canceled", err)
+	}
+	close(store.release)
+
+	if got := rules.until(t, "persisted"); !cmp.Equal(got, []string{"login_api_key", "persisted"}) {
+		t.Fatalf("rules %v, want the login saved", got)
+	}
+	if rec, _ := store.Get(); !rec.APIKey.Equal(states.NewSecret("sk-test-impatient")) {
+		t.Fatal("the store does not hold the key")
+	}
+	if s := m.Snapshot(); s.Unsaved {
+		t.Fatalf("snapshot %+v, want the key saved", s)
+	}
+}
