@@ -157,7 +157,8 @@ token (good for one hour) and a refresh token (good for one use). credfsm
 saves them to auth.json, in the Codex format, before anything else.`)
 	tokens := d.srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
 		UserID: "user-demo", AccountID: "acct-demo"})
-	if err := d.m.LoginTokens(ctx, tokens.IDToken, tokens.AccessToken, tokens.RefreshToken); err != nil {
+	err := d.m.LoginTokens(ctx, tokens.IDToken, tokens.AccessToken, tokens.RefreshToken)
+	if err != nil {
 		return err
 	}
 	if err := d.until("persisted"); err != nil {
@@ -296,8 +297,8 @@ token has not expired, callers keep getting it meanwhile.`)
 func (d *demo) actReuse(ctx context.Context) error {
 	d.act(8, "A copy of auth.json is used elsewhere",
 		`Someone copies auth.json to a second machine, and that machine refreshes
-first. Refresh tokens are single-use: the server rotated it there, and the copy
-this machine holds is spent.`)
+first. Refresh tokens are single-use: the server rotated it there, and the
+copy this machine holds is spent.`)
 	rt, err := d.storedRefreshToken()
 	if err != nil {
 		return err

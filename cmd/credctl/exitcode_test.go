@@ -38,7 +38,8 @@ func TestDescribe(t *testing.T) {
 				"try again later"},
 		{"timeout", fmt.Errorf("x: %w", context.DeadlineExceeded), exitTransient, "gave up waiting"},
 		{"interrupted", context.Canceled, exitError, "interrupted"},
-		{"api key", engine.ErrNotRefreshable, exitError, "the credential is an API key, which is never refreshed"},
+		{"api key", engine.ErrNotRefreshable, exitError,
+			"the credential is an API key, which is never refreshed"},
 		{"other", errors.New("engine: something\nodd"), exitError, "something odd"},
 	}
 	for _, tt := range tests {

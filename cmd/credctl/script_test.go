@@ -452,7 +452,9 @@ func checkRecord(ts *testscript.TestScript, file string, flags []string) {
 	ts.Check(json.Unmarshal(data, &raw))
 	r := readRecord(ts, file)
 	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	bad := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
 
 	if r.AuthMode == nil || *r.AuthMode != wantMode {
 		bad("auth_mode is not %q", wantMode)

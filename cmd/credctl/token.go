@@ -23,7 +23,7 @@ which kind of failure it was.
 
 ` + exitCodesHelp
 
-const tokenExample = `  curl -H "Authorization: Bearer $(credctl token)" https://api.example.com/v1/models
+const tokenExample = `  curl -H "Authorization: Bearer $(credctl token)" https://api.openai.com/v1/models
 
   # A token for another OAuth provider's login, stored in the same format:
   credctl --profile rfc6749 --token-url https://idp.example.com/oauth/token \
