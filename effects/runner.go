@@ -189,7 +189,19 @@ func (r *Runner) persist(ctx context.Context, c PersistRecord) states.Event {
 	return states.Persisted{At: r.now(), Generation: c.Generation, Version: v}
 }
 
+// deleteStores clears every store. Like a save, it runs under the store
+// lock: another process may be between its re-read and its save, and a
+// delete landing there would be undone by that save. If the lock cannot be
+// had in time the stores are cleared anyway, since signing out must not
+// depend on another process letting go.
 func (r *Runner) deleteStores(ctx context.Context, c DeleteStores) states.Event {
+	if !r.HoldsLock() {
+		if err := r.takeLock(ctx); err != nil {
+			r.log().Warn("clearing the credential without the store lock", "err", err)
+		} else {
+			defer r.releaseLock()
+		}
+	}
 	removals, err := r.Store.Delete(ctx)
 	for _, rm := range removals {
 		switch {
