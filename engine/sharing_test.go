@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // TestManagerFollowsAnotherProcess: before redeeming, the manager re-reads
@@ -85,5 +87,49 @@ func TestManagerFollowsAnotherProcess(t *testing.T) {
 				t.Fatalf("%d requests reached the token server, want none", n)
 			}
 		})
+	}
+}
+
+// TestManagerLogoutWaitsForTheStoreLock: a logout deletes the credential
+// under the store's lock, like every other write. Another process holding
+// the lock may be between its re-read and its save of rotated tokens; a
+// delete slipping in there would be undone by the save, signing the user
+// back in.
+func TestManagerLogoutWaitsForTheStoreLock(t *testing.T) {
+	r := newRig(t)
+	r.writeAuth(r.issue(mainAccount))
+	m := r.start(r.config())
+
+	other, err := storage.Open(storage.Options{Home: r.home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := other.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Logout(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("Logout returned while another process held the store lock (%v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, ok := r.readAuth(); !ok {
+		unlock()
+		t.Fatal("the credential was deleted under another process's lock")
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	if _, ok := r.readAuth(); ok {
+		t.Fatal("auth.json survived the logout")
 	}
 }
