@@ -36,10 +36,10 @@ func label(r Rule) string {
 	return b.String()
 }
 
-// inert reports whether a rule only absorbs its event: it stays put, changes
-// nothing and runs nothing. Such rules are listed in the rule table but left
-// out of the diagram, where they would only add self-loops.
-func inert(r Rule) bool {
+// Inert reports whether the rule only absorbs its event: it stays put,
+// changes nothing and runs nothing. Such rules are listed in the rule table
+// but left out of diagrams, where they would only add self-loops.
+func (r Rule) Inert() bool {
 	return r.To == Stay && r.Update.Apply == nil && len(r.Commands) == 0
 }
 
@@ -75,7 +75,7 @@ type arrow struct{ from, to, label string }
 func (t *Table) arrows() (out []arrow, usedGroups []int) {
 	used := map[int]bool{}
 	for _, r := range t.rules {
-		if inert(r) {
+		if r.Inert() {
 			continue
 		}
 		if g := groupOf(r.From); g >= 0 {
@@ -186,10 +186,33 @@ func (t *Table) Text(current states.State) string {
 	}
 	fmt.Fprintf(&b, "\nFrom %s:\n", current)
 	for _, r := range t.rules {
-		if !r.from(current) || inert(r) {
+		if !r.from(current) || r.Inert() {
 			continue
 		}
 		fmt.Fprintf(&b, "  %-42s -> %s\n", label(r), r.Target(current))
+	}
+	return b.String()
+}
+
+// FullText renders every state with its summary and, under each, the rules
+// that can fire from it (inert ones left out): the whole table for a
+// terminal.
+func (t *Table) FullText() string {
+	var b strings.Builder
+	for _, s := range states.All() {
+		term := ""
+		if s.Terminal() {
+			term = " (terminal)"
+		}
+		fmt.Fprintf(&b, "%-17s %s%s\n", s, s.Summary(), term)
+	}
+	for _, s := range states.All() {
+		fmt.Fprintf(&b, "\nFrom %s:\n", s)
+		for _, r := range t.rules {
+			if r.from(s) && !r.Inert() {
+				fmt.Fprintf(&b, "  %-42s -> %s\n", label(r), r.Target(s))
+			}
+		}
 	}
 	return b.String()
 }

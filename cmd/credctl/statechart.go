@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -70,7 +69,7 @@ func (a *app) statechartCommand() *cobra.Command {
 				if len(marked) == 1 {
 					fmt.Fprint(a.stdout, t.Text(marked[0]))
 				} else {
-					writeFullText(a.stdout, t)
+					fmt.Fprint(a.stdout, t.FullText())
 				}
 			}
 			return nil
@@ -87,35 +86,4 @@ func stateNames() string {
 		names = append(names, s.String())
 	}
 	return strings.Join(names, ", ")
-}
-
-// writeFullText renders every state and, under each, the rules out of it,
-// as Table.Text does for one state.
-func writeFullText(w io.Writer, t *transitions.Table) {
-	for _, s := range states.All() {
-		term := ""
-		if s.Terminal() {
-			term = " (terminal)"
-		}
-		fmt.Fprintf(w, "%-17s %s%s\n", s, s.Summary(), term)
-	}
-	for _, s := range states.All() {
-		fmt.Fprintf(w, "\nFrom %s:\n", s)
-		for _, e := range t.Edges() {
-			if e.From != s || absorbs(e.Rule) {
-				continue
-			}
-			fmt.Fprintf(w, "  %-42s -> %s\n", e.Label(), e.To)
-		}
-	}
-}
-
-// absorbs reports whether a rule only swallows its event: it stays, changes
-// nothing and runs nothing. Such rules are left out of diagrams.
-//
-// TODO: this restates the transitions package's own test for such rules,
-// which is not exported; a Table method rendering every state's rules would
-// keep the two from drifting apart.
-func absorbs(r transitions.Rule) bool {
-	return r.To == transitions.Stay && r.Update.Apply == nil && len(r.Commands) == 0
 }
