@@ -27,10 +27,17 @@ func hostSignIn(t *testing.T, r *rig, m *engine.Manager, acct oauthtest.Account)
 	return ts
 }
 
-// hostReturning is a host that hands out ts.
+// hostReturning is the answer of a host that hands out ts.
 func hostReturning(ts oauthtest.TokenSet) oauth.HostTokens {
 	return oauth.HostTokens{AccessToken: states.NewSecret(ts.AccessToken),
 		IDToken: states.NewSecret(ts.IDToken)}
+}
+
+// hostGiving is a host that always hands out ts.
+func hostGiving(ts oauthtest.TokenSet) oauth.TokenHost {
+	return oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
+		return hostReturning(ts), nil
+	})
 }
 
 // TestManagerHostTokensStayInMemory: host-managed tokens are never written
@@ -80,12 +87,13 @@ func TestManagerHostAskedOnceForConcurrent401s(t *testing.T) {
 	var calls atomic.Int32
 	var asked oauth.HostRequest
 	release := make(chan struct{})
-	m.SetExternalRefresher(oauth.TokenHostFunc(func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
-		calls.Add(1)
-		asked = req
-		<-release
-		return hostReturning(fresh), nil
-	}))
+	m.SetExternalRefresher(oauth.TokenHostFunc(
+		func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
+			calls.Add(1)
+			asked = req
+			<-release
+			return hostReturning(fresh), nil
+		}))
 
 	got := make([]engine.Decision, callers)
 	var wg sync.WaitGroup
@@ -136,24 +144,27 @@ func TestManagerHostFailures(t *testing.T) {
 	}{
 		{
 			name: "host_error",
-			host: oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
-				return oauth.HostTokens{}, errors.New("the IDE lost its session")
-			}),
+			host: oauth.TokenHostFunc(
+				func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
+					return oauth.HostTokens{}, errors.New("the IDE lost its session")
+				}),
 			want: "the IDE lost its session",
 		},
 		{
 			name: "host_timeout",
-			host: oauth.TokenHostFunc(func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
-				<-ctx.Done()
-				return oauth.HostTokens{}, ctx.Err()
-			}),
+			host: oauth.TokenHostFunc(
+				func(ctx context.Context, _ oauth.HostRequest) (oauth.HostTokens, error) {
+					<-ctx.Done()
+					return oauth.HostTokens{}, ctx.Err()
+				}),
 			want: "no answer within",
 		},
 		{
 			name: "empty_tokens",
-			host: oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
-				return oauth.HostTokens{}, nil
-			}),
+			host: oauth.TokenHostFunc(
+				func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
+					return oauth.HostTokens{}, nil
+				}),
 			want: "no access token",
 		},
 		{
@@ -193,13 +204,12 @@ func TestManagerHostFailures(t *testing.T) {
 
 			// After the backoff a working host is asked again.
 			fresh := r.issue(mainAccount)
-			m.SetExternalRefresher(oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
-				return hostReturning(fresh), nil
-			}))
+			m.SetExternalRefresher(hostGiving(fresh))
 			r.clock.Set(s.RetryAt.Add(time.Second))
-			if d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil); d.Action != engine.Retry ||
-				d.Token != fresh.AccessToken {
-				t.Fatalf("401 after the backoff: %v (%v), want retry with the host's new token", d.Action, d.Err)
+			d = m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+			if d.Action != engine.Retry || d.Token != fresh.AccessToken {
+				t.Fatalf("401 after the backoff: %v (%v), want retry with the host's new token",
+					d.Action, d.Err)
 			}
 		})
 	}
@@ -212,10 +222,11 @@ func TestManagerHostTokensExpire(t *testing.T) {
 	m := r.start(r.config())
 	ts := hostSignIn(t, r, m, mainAccount)
 	var fresh oauthtest.TokenSet
-	m.SetExternalRefresher(oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
-		fresh = r.issue(mainAccount)
-		return hostReturning(fresh), nil
-	}))
+	m.SetExternalRefresher(oauth.TokenHostFunc(
+		func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
+			fresh = r.issue(mainAccount)
+			return hostReturning(fresh), nil
+		}))
 	r.clock.Set(ts.AccessExpiry.Add(time.Second))
 	got, err := m.Token(context.Background())
 	if err != nil || got == ts.AccessToken || got != fresh.AccessToken {

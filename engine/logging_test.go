@@ -44,9 +44,10 @@ func TestManagerLogging(t *testing.T) {
 
 	host := hostSignIn(t, r, m, mainAccount)
 	secrets = append(secrets, secretsOf(host)...)
-	m.SetExternalRefresher(oauth.TokenHostFunc(func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
-		return oauth.HostTokens{}, fmt.Errorf("refused: Bearer %s, id %s", host.AccessToken, host.IDToken)
-	}))
+	m.SetExternalRefresher(oauth.TokenHostFunc(
+		func(context.Context, oauth.HostRequest) (oauth.HostTokens, error) {
+			return oauth.HostTokens{}, fmt.Errorf("refused: Bearer %s, id %s", host.AccessToken, host.IDToken)
+		}))
 	d := m.Observe(ctx, host.AccessToken, http.StatusUnauthorized, nil)
 	if d.Err == nil {
 		t.Fatal("a failing host did not fail the 401")

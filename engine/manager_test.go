@@ -248,8 +248,10 @@ func TestManagerStaleUnauthorized(t *testing.T) {
 			t.Fatalf("late 401 #%d: %v (%v), want retry with the current token", i, d.Action, d.Err)
 		}
 	}
-	if d := m.Observe(ctx, "a token this manager never issued", http.StatusUnauthorized, nil); d.Action != engine.Retry || d.Token != first.Token {
-		t.Fatalf("401 for an unknown token: %v (%v), want retry with the current token", d.Action, d.Err)
+	d := m.Observe(ctx, "a token this manager never issued", http.StatusUnauthorized, nil)
+	if d.Action != engine.Retry || d.Token != first.Token {
+		t.Fatalf("401 for an unknown token: %v (%v), want retry with the current token",
+			d.Action, d.Err)
 	}
 	if after := r.srv.Stats(); after != before {
 		t.Fatalf("late 401s reached the token server: %+v → %+v", before, after)

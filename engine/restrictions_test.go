@@ -140,16 +140,18 @@ func TestManagerRestrictionsOnHostTokens(t *testing.T) {
 	}
 	wrong := r.issue(otherAccount)
 	calls := 0
-	m.SetExternalRefresher(oauth.TokenHostFunc(func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
-		calls++
-		return oauth.HostTokens{AccessToken: states.NewSecret(wrong.AccessToken),
-			IDToken: states.NewSecret(wrong.IDToken)}, nil
-	}))
+	m.SetExternalRefresher(oauth.TokenHostFunc(
+		func(ctx context.Context, req oauth.HostRequest) (oauth.HostTokens, error) {
+			calls++
+			return oauth.HostTokens{AccessToken: states.NewSecret(wrong.AccessToken),
+				IDToken: states.NewSecret(wrong.IDToken)}, nil
+		}))
 
 	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
 	if d.Action != engine.GiveUp || !errors.Is(d.Err, engine.ErrTransient) ||
 		!strings.Contains(d.Err.Error(), "workspace") {
-		t.Fatalf("401 answered with another workspace's tokens: %v (%v), want give up, transient", d.Action, d.Err)
+		t.Fatalf("401 answered with another workspace's tokens: %v (%v), want give up, transient",
+			d.Action, d.Err)
 	}
 	if calls != 1 {
 		t.Fatalf("the host was asked %d times, want 1", calls)

@@ -143,10 +143,11 @@ func TestTransportRetriesOnceWithTheSameBody(t *testing.T) {
 func TestTransportRetriesOnlyOnce(t *testing.T) {
 	r, m, api, _ := transportRig(t)
 	// The API refuses every token it sees, the refreshed one too.
-	resp, err := (&http.Client{Transport: m.Transport(roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	refuseAll := roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		api.refuseToken(strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
 		return api.Client().Transport.RoundTrip(req)
-	}))}).Get(api.URL + "/v1/models")
+	})
+	resp, err := (&http.Client{Transport: m.Transport(refuseAll)}).Get(api.URL + "/v1/models")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,8 @@ func TestTransportHeaders(t *testing.T) {
 			cfg.Profile = &p
 			m := r.start(cfg)
 			ts := r.issue(mainAccount)
-			if err := m.LoginTokens(context.Background(), ts.IDToken, ts.AccessToken, ts.RefreshToken); err != nil {
+			err := m.LoginTokens(context.Background(), ts.IDToken, ts.AccessToken, ts.RefreshToken)
+			if err != nil {
 				t.Fatal(err)
 			}
 			api := newAPIServer(t)
