@@ -165,7 +165,8 @@ func (m *Manager) Close() error {
 // build runs under m.mu. It may return nil to withdraw the event, for
 // example because what it carries is out of date; apply then returns
 // errWithdrawn without stepping.
-func (m *Manager) apply(ctx context.Context, build func(now time.Time) states.Event) (Result, *view, <-chan struct{}, error) {
+func (m *Manager) apply(ctx context.Context,
+	build func(now time.Time) states.Event) (Result, *view, <-chan struct{}, error) {
 	m.mu.Lock()
 	ev := build(m.clock.Now())
 	for ev != nil && m.flight && !(m.machine.State().Waiting() && joinsFlight(ev.Kind())) {
