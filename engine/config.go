@@ -67,8 +67,8 @@ type Config struct {
 	// Table is the rule table; nil means transitions.Default().
 	Table *transitions.Table
 
-	// RefreshTimeout bounds a whole refresh (lock, redemption, save); 0
-	// means DefaultRefreshTimeout. LockTimeout bounds the wait for the
+	// RefreshTimeout bounds a whole refresh (lock, redemption), and
+	// separately the save of its result; 0 means DefaultRefreshTimeout. LockTimeout bounds the wait for the
 	// store lock; 0 means effects.DefaultLockTimeout. HostTimeout bounds a
 	// request to the host refresher; 0 means oauth.DefaultHostTimeout.
 	RefreshTimeout time.Duration

@@ -15,8 +15,9 @@ import (
 )
 
 // DefaultRefreshTimeout bounds one refresh from start to finish: waiting for
-// the store lock, the redemption and the save. It runs under the manager's
-// lifetime, not a caller's.
+// the store lock and the redemption. It runs under the manager's lifetime,
+// not a caller's. Saving what a redemption returned gets a budget of the same
+// length of its own (see fly).
 const DefaultRefreshTimeout = 2 * time.Minute
 
 // Manager is the host-facing API over one credential. It is safe for
@@ -126,8 +127,9 @@ type parts struct {
 }
 
 // Close stops timers, waits for a refresh in flight to finish (or be
-// cancelled), releases the store lock if held and stops delivering
-// transitions. Calls after Close return ErrClosed. Close is idempotent.
+// cancelled; a save of tokens already redeemed is let finish), releases the
+// store lock if held and stops delivering transitions. Calls after Close
+// return ErrClosed. Close is idempotent.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -288,6 +290,10 @@ func (m *Manager) fly(cmds []effects.Command) {
 				m.mu.Lock()
 				m.runLocalLocked(c)
 				m.mu.Unlock()
+			case effects.KindPersistRecord:
+				if ev := m.save(ctx, c); ev != nil && outcome == nil {
+					outcome = ev
+				}
 			default:
 				if ev := m.runner.Run(ctx, c); ev != nil && outcome == nil {
 					outcome = ev
@@ -316,6 +322,18 @@ func (m *Manager) fly(cmds []effects.Command) {
 	close(m.settled)
 	m.settled = make(chan struct{})
 	m.mu.Unlock()
+}
+
+// save runs a PersistRecord command of a flight. Once the provider has
+// answered a redemption, the old refresh token is spent and the record to
+// save holds the only live one: if the save were cut short, the store would
+// keep the spent token for every process sharing it to replay. So the save
+// is not bound by the refresh running out of time, nor by Close; it gets a
+// budget of its own.
+func (m *Manager) save(ctx context.Context, c effects.Command) states.Event {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
+	defer cancel()
+	return m.runner.Run(ctx, c)
 }
 
 // runLocalLocked runs the commands that act on the manager itself. m.mu is
