@@ -1,8 +1,10 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -193,5 +195,65 @@ func TestManagerReloadNeverAppliesAnOldRead(t *testing.T) {
 	}
 	if st := r.srv.Stats(); st.ReuseAttempts != 0 {
 		t.Fatalf("server stats %+v: a spent refresh token was replayed", st)
+	}
+}
+
+// lateAnswer passes a request to the token server, which redeems it, and
+// hands the answer back only once the request's context has ended: a
+// response that arrives at the very end of the time allowed for a refresh.
+type lateAnswer struct{ base http.RoundTripper }
+
+func (l lateAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	<-req.Context().Done()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// TestManagerSavesARedemptionThatEndsAtTheDeadline: when the token server's
+// answer arrives just as the refresh runs out of time, the refresh token it
+// rotated is already spent. The new tokens must still be saved: otherwise
+// the store keeps the spent token, and every other process sharing it
+// replays that token, which the provider refuses as reused.
+func TestManagerSavesARedemptionThatEndsAtTheDeadline(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	r.writeAuth(ts)
+	cfg := r.config()
+	cfg.RefreshTimeout = 200 * time.Millisecond
+	cfg.HTTPClient = &http.Client{Transport: lateAnswer{r.srv.HTTPClient().Transport}}
+	m := r.start(cfg)
+
+	d := m.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil)
+	if st := r.srv.Stats(); st.Redemptions != 1 {
+		t.Fatalf("server stats %+v, want the refresh token redeemed", st)
+	}
+	if d.Action != engine.Retry {
+		t.Logf("401: %v (%v)", d.Action, d.Err)
+	}
+	if stored := r.mustAuth(); stored.RefreshToken == ts.RefreshToken {
+		t.Fatalf("auth.json still holds the spent refresh token (snapshot %+v)", m.Snapshot())
+	}
+
+	// Another process sharing the home carries on without replaying it.
+	other := r.start(r.config())
+	tok, err := other.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := other.Observe(ctx, tok, http.StatusUnauthorized, nil); d.Action != engine.Retry {
+		t.Fatalf("another process's 401: %v (%v), want retry", d.Action, d.Err)
+	}
+	if st := r.srv.Stats(); st.ReuseAttempts != 0 {
+		t.Fatalf("server stats %+v: the spent refresh token was replayed", st)
 	}
 }
