@@ -238,7 +238,7 @@ func TestManagerSavesARedemptionThatEndsAtTheDeadline(t *testing.T) {
 		t.Fatalf("server stats %+v, want the refresh token redeemed", st)
 	}
 	if d.Action != engine.Retry {
-		t.Logf("401: %v (%v)", d.Action, d.Err)
+		t.Fatalf("401: %v (%v), want retry with the redeemed token", d.Action, d.Err)
 	}
 	if stored := r.mustAuth(); stored.RefreshToken == ts.RefreshToken {
 		t.Fatalf("auth.json still holds the spent refresh token (snapshot %+v)", m.Snapshot())
