@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/credfsm/credfsm/effects"
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
@@ -295,5 +297,55 @@ func TestManagerRefreshWithoutRotationKeepsRefreshToken(t *testing.T) {
 	stored := r.mustAuth()
 	if stored.RefreshToken != ts.RefreshToken || stored.AccessToken != d.Token {
 		t.Fatal("auth.json: want the same refresh token and the new access token")
+	}
+}
+
+// TestManagerSubscribe: each transition arrives as a structured value —
+// when, which rule, which event, from and to which state, which commands,
+// which generation — in order; after unsubscribing, none arrives.
+func TestManagerSubscribe(t *testing.T) {
+	r := newRig(t)
+	ts := r.issue(mainAccount)
+	r.writeAuth(ts)
+	m := r.start(r.config())
+	rules := watch(t, m)
+	var late atomic.Int32
+	unsubscribe := m.Subscribe(func(engine.Transition) { late.Add(1) })
+	gen := m.Snapshot().Generation
+
+	r.clock.Advance(time.Minute)
+	if d := m.Observe(context.Background(), ts.AccessToken, http.StatusUnauthorized, nil); d.Action != engine.Retry {
+		t.Fatalf("401: %v (%v)", d.Action, d.Err)
+	}
+	rules.next(t, 4)
+	at := r.clock.Now()
+	want := []engine.Transition{
+		{At: at, Rule: "unauthorized_refresh", Event: states.KindUnauthorized,
+			From: states.Fresh, To: states.Refreshing,
+			Commands: []effects.Kind{effects.KindLockAndReread}, Generation: gen},
+		{At: at, Rule: "reread_unchanged", Event: states.KindStoreReread,
+			From: states.Refreshing, To: states.Refreshing,
+			Commands: []effects.Kind{effects.KindRedeemRefreshToken}, Generation: gen},
+		{At: at, Rule: "refresh_succeeded", Event: states.KindRefreshSucceeded,
+			From: states.Refreshing, To: states.Refreshing,
+			Commands: []effects.Kind{effects.KindPersistRecord}, Generation: gen + 1},
+		{At: at, Rule: "persisted_refresh", Event: states.KindPersisted,
+			From: states.Refreshing, To: states.Fresh,
+			Commands: []effects.Kind{effects.KindReleaseLock, effects.KindNotifyObservers,
+				effects.KindWakeAt},
+			Generation: gen + 1},
+	}
+	if diff := cmp.Diff(want, rules.transitions()); diff != "" {
+		t.Errorf("transitions (-want +got):\n%s", diff)
+	}
+
+	eventually(t, "the second subscriber saw the refresh", func() bool { return late.Load() == 4 })
+	unsubscribe()
+	if _, err := m.Logout(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if n := late.Load(); n != 4 {
+		t.Errorf("the unsubscribed callback saw %d transitions, want none after unsubscribing", n-4)
 	}
 }
