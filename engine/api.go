@@ -40,6 +40,9 @@ func (m *Manager) token(ctx context.Context) (string, *view, error) {
 			return v.bearer, v, nil
 		}
 	}
+	// TODO: outside fresh (stale, failed_permanent, logged_out) every call
+	// is a step of the machine: the lock, a debug log line and an event to
+	// every subscriber, so a host that polls Token floods both.
 	for round := 0; ; round++ {
 		res, v, _, err := m.apply(ctx, func(now time.Time) states.Event {
 			return states.TokenRequested{At: now}
@@ -350,6 +353,11 @@ var ErrNotRefreshable = errors.New("engine: an API key is not refreshed")
 // Refresh refreshes the tokens now, stale or not, and reports the outcome.
 // If another process has already refreshed them, their tokens are adopted
 // and nothing is redeemed.
+//
+// TODO: the outcome is read from the state Refresh finds when it stops
+// waiting. A login or logout that was waiting for the refresh and got the
+// lock first is reported instead of the refresh's own result; waiters
+// would need the outcome of the flight they joined.
 func (m *Manager) Refresh(ctx context.Context) error {
 	res, v, _, err := m.apply(ctx, func(now time.Time) states.Event {
 		return states.RefreshRequested{At: now}

@@ -485,7 +485,12 @@ func newTransition(res Result, at time.Time) Transition {
 
 // Subscribe registers fn to receive every transition, in order, from a
 // goroutine of the manager. fn must not block for long; it may call the
-// manager. The returned function unsubscribes.
+// manager (but not Close). The returned function unsubscribes.
+//
+// TODO: the transition of the load in New happens before anyone can
+// subscribe, so no subscriber ever sees it; a Config field taking the
+// first subscriber would close the gap. The queue to a slow subscriber is
+// also unbounded.
 func (m *Manager) Subscribe(fn func(Transition)) (unsubscribe func()) {
 	return m.subs.add(fn)
 }
