@@ -75,6 +75,11 @@ type Config struct {
 	LockTimeout    time.Duration
 	HostTimeout    time.Duration
 
+	// OnTransition, when set, is subscribed before the credential is first
+	// loaded, so it sees every transition from the very first (see
+	// Manager.Subscribe).
+	OnTransition func(Transition)
+
 	// StepEveryRequest makes every Token call go through the machine, so
 	// that each one is a transition that subscribers see. It is slower; it
 	// exists for model-based tests and debugging.
@@ -170,6 +175,7 @@ func (cfg Config) parts() (parts, error) {
 		hostTimeout:      cfg.HostTimeout,
 		stepEveryRequest: cfg.StepEveryRequest,
 		accountHeader:    profile.Name == oauth.CodexProfile().Name,
+		onTransition:     cfg.OnTransition,
 	}
 	if cfg.HonorEnvAPIKey {
 		p.loadEnv = func() (states.Record, bool) {

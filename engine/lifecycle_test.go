@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/credfsm/credfsm/effects"
+	"github.com/credfsm/credfsm/effects/effectstest"
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
@@ -347,5 +348,29 @@ func TestManagerSubscribe(t *testing.T) {
 	m.Close()
 	if n := late.Load(); n != 4 {
 		t.Errorf("the unsubscribed callback saw %d transitions, want none after unsubscribing", n-4)
+	}
+}
+
+// The first subscriber, given in the Config, sees the load that New does.
+func TestOnTransitionSeesTheInitialLoad(t *testing.T) {
+	store := effectstest.NewMemStore()
+	store.Put(states.Record{Mode: states.ModeAPIKey, APIKey: states.NewSecret("sk-test")})
+	got := make(chan engine.Transition, 4)
+	m, err := engine.New(context.Background(), engine.Config{
+		Store: store, Endpoint: effectstest.EndpointFunc(nil),
+		OnTransition: func(tr engine.Transition) { got <- tr },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	select {
+	case tr := <-got:
+		if tr.Rule != "load_api_key" || tr.From != states.LoggedOut || tr.To != states.APIKey {
+			t.Errorf("first transition = %s %v -> %v; want load_api_key logged_out -> api_key",
+				tr.Rule, tr.From, tr.To)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnTransition never saw the initial load")
 	}
 }

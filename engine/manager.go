@@ -105,6 +105,9 @@ func newManager(p parts) *Manager {
 		LockTimeout: p.lockTimeout,
 	}
 	m.host.timeout = p.hostTimeout
+	if p.onTransition != nil {
+		m.subs.add(p.onTransition)
+	}
 	m.subs.start(&m.wg)
 	m.publishLocked()
 	return m
@@ -124,6 +127,7 @@ type parts struct {
 	refreshTimeout   time.Duration
 	stepEveryRequest bool
 	accountHeader    bool
+	onTransition     func(Transition)
 }
 
 // Close stops timers, waits for a refresh in flight to finish (or be
@@ -487,10 +491,11 @@ func newTransition(res Result, at time.Time) Transition {
 // goroutine of the manager. fn must not block for long; it may call the
 // manager (but not Close). The returned function unsubscribes.
 //
-// TODO: the transition of the load in New happens before anyone can
-// subscribe, so no subscriber ever sees it; a Config field taking the
-// first subscriber would close the gap. The queue to a slow subscriber is
-// also unbounded.
+// The load in New happens before Subscribe can be called; to see it, pass
+// a subscriber as Config.OnTransition.
+//
+// TODO: the queue to a slow subscriber is unbounded; a subscriber that
+// never returns holds every later transition in memory.
 func (m *Manager) Subscribe(fn func(Transition)) (unsubscribe func()) {
 	return m.subs.add(fn)
 }
