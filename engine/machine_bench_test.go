@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -12,13 +13,13 @@ import (
 // BenchmarkStep measures Machine.Step on the common events. A step that
 // leaves the state is measured as part of a cycle that comes back to where
 // it started, so that every iteration does the same work on a real machine
-// without rebuilding it; ns/step divides the cycle by its steps. Events are
-// built inside the loop, as a host or runner builds them.
+// without rebuilding it; ns/step and allocs/step divide the cycle by its
+// steps. Events are built inside the loop, as a host or runner builds them.
 func BenchmarkStep(b *testing.B) {
 	b.Run("token_requested/fresh", func(b *testing.B) {
 		m := reachByPath(b, transitions.Policy{}, onLoaded(recFresh, "v1"))
 		b.ReportAllocs()
-		n := 0
+		n, allocs := 0, mallocs()
 		for b.Loop() {
 			res, err := m.Step(states.TokenRequested{At: epoch})
 			if err != nil || res.Rule != "token_fresh" {
@@ -26,7 +27,7 @@ func BenchmarkStep(b *testing.B) {
 			}
 			n++
 		}
-		perStep(b, n, 1)
+		perStep(b, n, 1, allocs)
 	})
 
 	// A 401 for a token that was already replaced changes nothing.
@@ -34,12 +35,27 @@ func BenchmarkStep(b *testing.B) {
 		m := reachByPath(b, transitions.Policy{}, onLoaded(recFresh, "v1"), onLogin(recFresh))
 		old := m.Extended().Generation - 1
 		b.ReportAllocs()
-		n := 0
+		n, allocs := 0, mallocs()
 		for b.Loop() {
 			mustBench(b, m, states.Unauthorized{At: epoch, Generation: old}, "unauthorized_old_generation")
 			n++
 		}
-		perStep(b, n, 1)
+		perStep(b, n, 1, allocs)
+	})
+
+	// While a refresh is in flight, every further 401 for the token being
+	// replaced joins it: the step every caller but the first takes in a
+	// refresh storm. It changes nothing, so each iteration is one step.
+	b.Run("unauthorized/joins_refresh_in_flight", func(b *testing.B) {
+		m := reachByPath(b, transitions.Policy{}, onLoaded(recFresh, "v1"), on401)
+		gen := m.Extended().Generation
+		b.ReportAllocs()
+		n, allocs := 0, mallocs()
+		for b.Loop() {
+			mustBench(b, m, states.Unauthorized{At: epoch, Generation: gen}, "unauthorized_wait")
+			n++
+		}
+		perStep(b, n, 1, allocs)
 	})
 
 	// A 401 for the current token moves fresh to refreshing; the re-read
@@ -54,7 +70,7 @@ func BenchmarkStep(b *testing.B) {
 		versions := [2]states.Version{"v-a", "v-b"}
 		gen := m.Extended().Generation
 		b.ReportAllocs()
-		n := 0
+		n, allocs := 0, mallocs()
 		for b.Loop() {
 			res := mustBench(b, m, states.Unauthorized{At: epoch, Generation: gen}, "unauthorized_refresh")
 			res = mustBench(b, m, states.StoreReread{At: epoch, Generation: res.Generation,
@@ -62,7 +78,7 @@ func BenchmarkStep(b *testing.B) {
 			gen = res.Generation
 			n++
 		}
-		perStep(b, n, 2)
+		perStep(b, n, 2, allocs)
 	})
 
 	// The whole refresh: 401 → refreshing (LockAndReread), store unchanged
@@ -73,7 +89,7 @@ func BenchmarkStep(b *testing.B) {
 		grants := [2]states.Grant{grantRotated("a", epoch), grantRotated("b", epoch)}
 		gen := m.Extended().Generation
 		b.ReportAllocs()
-		n := 0
+		n, allocs := 0, mallocs()
 		for b.Loop() {
 			mustBench(b, m, states.Unauthorized{At: epoch, Generation: gen}, "unauthorized_refresh")
 			mustBench(b, m, states.StoreReread{At: epoch, Generation: gen, Record: m.Extended().Record,
@@ -85,7 +101,7 @@ func BenchmarkStep(b *testing.B) {
 			gen = res.Generation
 			n++
 		}
-		perStep(b, n, 4)
+		perStep(b, n, 4, allocs)
 	})
 }
 
@@ -97,9 +113,19 @@ func mustBench(b *testing.B, m *engine.Machine, ev states.Event, rule string) en
 	return res
 }
 
-// perStep reports the time per step of a cycle of steps.
-func perStep(b *testing.B, iterations, steps int) {
+// perStep reports the time and the allocations per step of a cycle of
+// steps; allocs is what mallocs returned before the loop.
+func perStep(b *testing.B, iterations, steps int, allocs uint64) {
 	if iterations > 0 {
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(iterations*steps), "ns/step")
+		n := float64(iterations * steps)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/step")
+		b.ReportMetric(float64(mallocs()-allocs)/n, "allocs/step")
 	}
+}
+
+// mallocs returns how many heap objects the process has allocated so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
