@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,13 +145,19 @@ func BenchmarkTokenHotPath(b *testing.B) {
 }
 
 // BenchmarkTransport: one GET through an http.Client whose transport adds
-// the bearer — Manager.Transport against oauth2.Transport — to the same
-// loopback server, over kept-alive connections, reading each body to the
-// end. The difference between the two is the transports' own work; the rest
-// (the round trip, the server) is the same for both and dominates.
+// the bearer — Manager.Transport against oauth2.Transport — reading each
+// body to the end.
 //
-// credfsm runs with its default (Codex) profile, so it also sends the
-// ChatGPT-Account-ID header, as it would for a host that uses it.
+// server=loopback sends it to the same loopback server for both, over
+// kept-alive connections: the round trip and the server are the same for
+// both and dominate, which is the ratio a host sees. server=memory answers
+// from memory instead, in a base RoundTripper that does nothing else, so
+// that what is left is the transports' own work and the ratio shows it
+// undiluted.
+//
+// impl=credfsm runs with its default (Codex) profile, so it also sends the
+// ChatGPT-Account-ID header, as it would for a host that uses it;
+// impl=credfsm_rfc6749 sends only the bearer, as x/oauth2 does.
 func BenchmarkTransport(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {
@@ -177,38 +184,44 @@ func BenchmarkTransport(b *testing.B) {
 			return &http.Client{Transport: &oauth2.Transport{Source: benchReuseSource(b, ts), Base: base}}
 		}},
 	}
-
-	get := func(c *http.Client) error {
-		req, err := http.NewRequest(http.MethodGet, srv.URL+"/v1/models", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			return &statusError{resp.StatusCode}
-		}
-		return err
+	runs := []struct {
+		name, url string
+		parallel  bool
+		base      func() (base http.RoundTripper, done func())
+	}{
+		{"server=loopback/run=serial", srv.URL, false, loopbackBase},
+		{"server=loopback/run=parallel", srv.URL, true, loopbackBase},
+		{"server=memory/run=serial", "http://api.invalid", false, memoryBase},
 	}
 
-	for _, run := range []string{"serial", "parallel"} {
+	for _, run := range runs {
+		get := func(c *http.Client) error {
+			req, err := http.NewRequest(http.MethodGet, run.url+"/v1/models", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				return &statusError{resp.StatusCode}
+			}
+			return err
+		}
 		for _, impl := range impls {
-			b.Run("run="+run+"/impl="+impl.name, func(b *testing.B) {
-				// Each pair gets its own connection pool, large enough
-				// that parallel requests never close connections.
-				base := &http.Transport{MaxIdleConnsPerHost: 64}
-				defer base.CloseIdleConnections()
+			b.Run(run.name+"/impl="+impl.name, func(b *testing.B) {
+				base, done := run.base()
+				defer done()
 				c := impl.client(b, base)
 				if err := get(c); err != nil { // open a connection
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
-				if run == "serial" {
+				if !run.parallel {
 					for b.Loop() {
 						if err := get(c); err != nil {
 							b.Fatal(err)
@@ -227,6 +240,28 @@ func BenchmarkTransport(b *testing.B) {
 			})
 		}
 	}
+}
+
+// loopbackBase gives each benchmark its own connection pool, large enough
+// that parallel requests never close connections.
+func loopbackBase() (http.RoundTripper, func()) {
+	t := &http.Transport{MaxIdleConnsPerHost: 64}
+	return t, t.CloseIdleConnections
+}
+
+// memoryBase answers every request from memory: 200 and a small body when
+// it carries a bearer, 401 otherwise.
+func memoryBase() (http.RoundTripper, func()) { return memoryAPI{}, func() {} }
+
+type memoryAPI struct{}
+
+func (memoryAPI) RoundTrip(r *http.Request) (*http.Response, error) {
+	status := http.StatusOK
+	if r.Header.Get("Authorization") == "" {
+		status = http.StatusUnauthorized
+	}
+	return &http.Response{StatusCode: status, Header: http.Header{}, Request: r,
+		Body: io.NopCloser(strings.NewReader(`{"ok":true}`))}, nil
 }
 
 type statusError struct{ status int }
