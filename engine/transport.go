@@ -12,6 +12,11 @@ import (
 // Codex credentials.
 const AccountHeader = "ChatGPT-Account-ID"
 
+// accountKey is AccountHeader as http.Header stores it. Header.Set and Del
+// would canonicalise AccountHeader, which is not canonical, into a new
+// string on every request; the key they would produce is computed once.
+var accountKey = http.CanonicalHeaderKey(AccountHeader)
+
 // maxDrain bounds how much of a refused response's body is read before its
 // connection is reused for the retry.
 const maxDrain = 64 << 10
@@ -75,9 +80,9 @@ func (t *transport) authorize(req *http.Request, tok, account string) *http.Requ
 	r := req.Clone(req.Context())
 	r.Header.Set("Authorization", "Bearer "+tok)
 	if account != "" && t.m.accountHeader {
-		r.Header.Set(AccountHeader, account)
+		r.Header[accountKey] = []string{account}
 	} else {
-		r.Header.Del(AccountHeader)
+		delete(r.Header, accountKey)
 	}
 	return r
 }
