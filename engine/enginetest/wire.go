@@ -275,5 +275,14 @@ func (w *Wire) Retire(rt string) {
 	w.retired[rt] = true
 }
 
+// Forget clears what the Wire knows of rotations, as when the process it
+// stands for exits and a new one starts: the new process cannot know which
+// refresh tokens the old one saw replaced if it could not save them.
+func (w *Wire) Forget() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.retired = map[string]bool{}
+}
+
 // IsCut reports whether err is the error of a request the Wire cut.
 func IsCut(err error) bool { return errors.Is(err, ErrCut) }
