@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 
@@ -164,15 +165,16 @@ func (s *Secrets) AddRecord(rec states.Record) {
 }
 
 // Find returns a description of each known secret that occurs in text,
-// naming it by a short prefix only.
+// naming it by its length and where it occurs, never by its value.
 func (s *Secrets) Find(text string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for v := range s.set {
-		if strings.Contains(text, v) {
-			out = append(out, fmt.Sprintf("%.6s… (%d bytes)", v, len(v)))
+		if i := strings.Index(text, v); i >= 0 {
+			out = append(out, fmt.Sprintf("a secret of %d bytes at offset %d", len(v), i))
 		}
 	}
+	sort.Strings(out)
 	return out
 }
