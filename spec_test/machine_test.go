@@ -20,40 +20,47 @@ import (
 // transition, the commands with their arguments, and the extended state.
 // It is the cheap half of the suite: no I/O, thousands of steps a second,
 // and it pins the model down before the Manager suite relies on it.
-func TestMachineMatchesModel(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		policy := policyGen().Draw(t, "policy")
-		mach := engine.NewMachine(nil, transitionsPolicy(policy))
-		model := enginetest.NewModel(policy)
-		now := suiteStart
+func TestMachineMatchesModel(t *testing.T) { rapid.Check(t, machineMatchesModel) }
 
-		t.Repeat(map[string]func(*rapid.T){
-			"event": func(t *rapid.T) {
-				ev := enginetest.Events(model, now).Draw(t, "event")
-				if ev.Time().After(now) {
-					now = ev.Time()
-				}
-				before := *model
-				got, gotErr := mach.Step(ev)
-				want, wantErr := model.Step(ev)
-				if c, w := errorClass(gotErr), errorClass(wantErr); c != w {
-					t.Fatalf("%s in %s: machine says %v, model says %v", ev.Kind(), before.State, gotErr, wantErr)
-				}
-				if wantErr != nil {
-					return
-				}
-				gotStep := enginetest.Step{Event: got.Event, From: got.From, To: got.To,
-					Commands: got.Commands, Generation: got.Generation}
-				if d := cmp.Diff(want, gotStep, cmpopts.EquateEmpty()); d != "" {
-					t.Fatalf("%s in %s (rule %s): step differs (-model +machine):\n%s",
-						ev.Kind(), before.State, got.Rule, d)
-				}
-				if d := cmp.Diff(modelExtended(model), machineExtended(mach.Extended())); d != "" {
-					t.Fatalf("%s in %s (rule %s): extended state differs (-model +machine):\n%s",
-						ev.Kind(), before.State, got.Rule, d)
-				}
-			},
-		})
+// FuzzMachineMatchesModel is the same property under Go's coverage-guided
+// fuzzer, which .ci/fuzz runs for a few seconds.
+func FuzzMachineMatchesModel(f *testing.F) {
+	f.Add([]byte{})
+	f.Fuzz(rapid.MakeFuzz(machineMatchesModel))
+}
+
+func machineMatchesModel(t *rapid.T) {
+	policy := policyGen().Draw(t, "policy")
+	mach := engine.NewMachine(nil, transitionsPolicy(policy))
+	model := enginetest.NewModel(policy)
+	now := suiteStart
+
+	t.Repeat(map[string]func(*rapid.T){
+		"event": func(t *rapid.T) {
+			ev := enginetest.Events(model, now).Draw(t, "event")
+			if ev.Time().After(now) {
+				now = ev.Time()
+			}
+			before := *model
+			got, gotErr := mach.Step(ev)
+			want, wantErr := model.Step(ev)
+			if c, w := errorClass(gotErr), errorClass(wantErr); c != w {
+				t.Fatalf("%s in %s: machine says %v, model says %v", ev.Kind(), before.State, gotErr, wantErr)
+			}
+			if wantErr != nil {
+				return
+			}
+			gotStep := enginetest.Step{Event: got.Event, From: got.From, To: got.To,
+				Commands: got.Commands, Generation: got.Generation}
+			if d := cmp.Diff(want, gotStep, cmpopts.EquateEmpty()); d != "" {
+				t.Fatalf("%s in %s (rule %s): step differs (-model +machine):\n%s",
+					ev.Kind(), before.State, got.Rule, d)
+			}
+			if d := cmp.Diff(modelExtended(model), machineExtended(mach.Extended())); d != "" {
+				t.Fatalf("%s in %s (rule %s): extended state differs (-model +machine):\n%s",
+					ev.Kind(), before.State, got.Rule, d)
+			}
+		},
 	})
 }
 

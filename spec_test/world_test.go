@@ -62,6 +62,7 @@ type world struct {
 	logs        *enginetest.Logs
 	secrets     enginetest.Secrets
 	labels      labels
+	checker     *enginetest.Checker
 	host        *hostDouble
 	table       *transitions.Table
 
@@ -168,7 +169,28 @@ func newWorld(t *rapid.T, cov *coverage, o worldOptions) *world {
 		server: simServer{rotate: o.rotate, lifetime: o.lifetime, tokens: map[string]simToken{}},
 		host:   simHost{registered: true},
 	}
-	w.logs.OnTransition(w.checkHandout)
+	w.checker = enginetest.NewChecker(enginetest.CheckOptions{
+		Logs:    w.logs,
+		Secrets: &w.secrets,
+		Wire:    w.wire,
+		Store:   w.store,
+		HostHandouts: func() []string {
+			var out []string
+			for _, ts := range w.host.handouts() {
+				out = append(out, ts.AccessToken)
+			}
+			return out
+		},
+		Unreadable: func() bool { return w.sim.store.corrupt > 0 },
+		ReplayExpected: func() bool {
+			if w.sim.revived {
+				// A known bug: see TestRegressionReloadRevivesRetiredToken.
+				w.cov.knownBug("a reload out of failed_permanent revived a refresh token this process had retired", 1)
+			}
+			return w.sim.revived
+		},
+		IsAPIKey: func(v string) bool { return w.apiKeys[v] },
+	})
 	w.host.mint = func(acct oauthtest.Account) oauthtest.TokenSet {
 		ts := srv.Issue(acct)
 		w.secrets.Add(ts.IDToken, ts.AccessToken, ts.RefreshToken)
@@ -263,7 +285,10 @@ func (w *world) startManager() {
 	w.m = m
 	w.subs = &subBuffer{}
 	w.subBase = len(w.logs.Transitions())
-	m.Subscribe(w.subs.add)
+	m.Subscribe(func(t engine.Transition) {
+		w.checker.CheckTransition(t)
+		w.subs.add(t)
+	})
 	m.SetExternalRefresher(w.host)
 }
 
@@ -491,55 +516,6 @@ func (w *world) violate(format string, args ...any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.violations = append(w.violations, fmt.Sprintf(format, args...))
-}
-
-// checkHandout runs as each transition is made. When the machine enters
-// fresh from a flight, the tokens it will now hand out must already be
-// saved: every access token the server or the host sent since the last
-// check must be in a successful save, with its refresh token, unless the
-// step is the one that reports the save failed.
-func (w *world) checkHandout(t enginetest.LoggedTransition) {
-	flight := t.From == states.Refreshing.String() || t.From == states.ExternalRefresh.String()
-	if !flight || t.To == t.From {
-		return
-	}
-	w.mu.Lock()
-	mark, hostMark := w.handoutMark, w.hostHandoutMark
-	w.mu.Unlock()
-	exs := w.wire.Exchanges()
-	hosted := w.host.handouts()
-	w.mu.Lock()
-	w.handoutMark, w.hostHandoutMark = len(exs), len(hosted)
-	w.mu.Unlock()
-	hosted = hosted[min(hostMark, len(hosted)):]
-	if t.To != states.Fresh.String() || t.Event == states.KindPersistFailed.String() {
-		// Tokens whose save failed are served from memory, by design.
-		return
-	}
-
-	saves := w.store.Saves()
-	saved := func(access, refresh string) bool {
-		for _, s := range saves {
-			if s.Err == nil && s.Record.Tokens.AccessToken.Reveal() == access &&
-				(refresh == "" || s.Record.Tokens.RefreshToken.Reveal() == refresh) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, ex := range exs[min(mark, len(exs)):] {
-		if ex.Access != "" && !saved(ex.Access, ex.Refresh) {
-			w.violate("entered fresh (rule %s) before the tokens of a redemption were offered to the store", t.Rule)
-		}
-	}
-	for _, ts := range hosted {
-		if ts.Account.AccountID != w.sim.model.Policy.ForcedWorkspace && w.sim.model.Policy.ForcedWorkspace != "" {
-			continue // tokens for the wrong workspace are not taken
-		}
-		if !saved(ts.AccessToken, "") {
-			w.violate("entered fresh (rule %s) before the host's tokens were offered to the store", t.Rule)
-		}
-	}
 }
 
 // --- comparing ------------------------------------------------------------------
@@ -916,19 +892,6 @@ func (w *world) compare(a action, got, want []result) {
 		}
 	}
 
-	// Invariants over the transitions.
-	for _, e := range real {
-		if e.From == states.FailedPermanent.String() && e.To != e.From &&
-			e.Event != states.KindLoaded.String() && e.Event != states.KindLoginRequested.String() &&
-			e.Event != states.KindLogoutRequested.String() {
-			w.violate("failed_permanent left on %s (rule %s)", e.Event, e.Rule)
-		}
-		if e.From == states.APIKey.String() &&
-			(e.To == states.Refreshing.String() || e.To == states.ExternalRefresh.String()) {
-			w.violate("an API key started a refresh (rule %s)", e.Rule)
-		}
-	}
-
 	fail := func(format string, args ...any) {
 		t.Helper()
 		var exs []string
@@ -1019,46 +982,18 @@ func sortedResults(rs []result) []result {
 
 // --- calls, with the invariants every answer must keep --------------------------
 
-// checkErr records a violation if err's text holds a secret.
-func (w *world) checkErr(err error) {
-	if err == nil {
-		return
-	}
-	if leaks := w.secrets.Find(err.Error()); len(leaks) > 0 {
-		w.violate("an error text holds secrets %v", leaks)
+// handOut notes a token a call handed out, for 401s about older tokens,
+// and checks the answer.
+func (w *world) handOut(tok string, err error) {
+	w.checker.Handed(tok, err)
+	if tok != "" {
+		w.mu.Lock()
+		w.handed = append(w.handed, tok)
+		w.mu.Unlock()
 	}
 }
 
-// handOut checks a token handed out by Token or Observe.
-func (w *world) handOut(tok string, err error) {
-	w.checkErr(err)
-	if tok == "" && err == nil {
-		w.violate("a token request returned neither a token nor an error")
-	}
-	if tok == "" {
-		return
-	}
-	w.mu.Lock()
-	w.handed = append(w.handed, tok)
-	w.mu.Unlock()
-	// A token from a redemption is handed out only once a save of it, with
-	// its refresh token, has been attempted.
-	for _, ex := range w.wire.Exchanges() {
-		if ex.Access != tok {
-			continue
-		}
-		found := false
-		for _, s := range w.store.Saves() {
-			if s.Record.Tokens.AccessToken.Reveal() == tok &&
-				(ex.Refresh == "" || s.Record.Tokens.RefreshToken.Reveal() == ex.Refresh) {
-				found = true
-			}
-		}
-		if !found {
-			w.violate("handed out a new access token that was never offered to the store")
-		}
-	}
-}
+func (w *world) checkErr(err error) { w.checker.Err(err) }
 
 func (w *world) callToken() result {
 	tok, err := w.m.Token(context.Background())
@@ -1084,43 +1019,14 @@ func (w *world) callRefresh() result {
 // --- the checks after every step ------------------------------------------------
 
 // invariants is the suite's "" action: what must hold after every step.
+// The Checker holds the invariants any manager keeps; the state must also
+// be the one the sim predicts.
 func (w *world) invariants(t *rapid.T) {
-	snap := w.m.Snapshot()
-	if !snap.State.Valid() {
-		t.Fatalf("the snapshot's state %v is not one of the seven", snap.State)
-	}
-	if snap.State != w.sim.model.State {
-		t.Fatalf("state %s, the sim says %s", snap.State, w.sim.model.State)
-	}
-	if n := w.wire.MaxInFlight(); n > 1 {
-		w.violate("%d redemptions were in flight at once", n)
-	}
-	if r := w.wire.Replays(); len(r) > w.replaysSeen {
-		n := len(r) - w.replaysSeen
-		w.replaysSeen = len(r)
-		if w.sim.revived {
-			// A known bug: see TestRegressionReloadRevivesRetiredToken.
-			w.cov.knownBug("a reload out of failed_permanent revived a refresh token this process had retired", n)
-		} else {
-			w.violate("the token server saw %d refresh token(s) this process had seen rotated away", n)
-		}
-	}
-	for _, ex := range w.wire.Exchanges() {
-		if w.apiKeys[ex.Sent] {
-			w.violate("an API key was presented as a refresh token")
-		}
-	}
-	text := w.logs.Text()
-	if leaks := w.secrets.Find(text[w.textMark:]); len(leaks) > 0 {
-		w.violate("the log holds secrets %v", leaks)
-	}
-	w.textMark = len(text)
-	if _, _, err := w.file.Load(context.Background()); errors.Is(err, states.ErrUnreadable) &&
-		w.sim.store.corrupt == 0 {
-		w.violate("auth.json does not parse, and the test did not corrupt it: %v", err)
+	if st := w.m.Snapshot().State; st != w.sim.model.State {
+		t.Fatalf("state %s, the sim says %s", st, w.sim.model.State)
 	}
 	w.mu.Lock()
-	v := slices.Clone(w.violations)
+	v := append(slices.Clone(w.violations), w.checker.Check(w.m)...)
 	w.mu.Unlock()
 	if len(v) > 0 {
 		t.Fatalf("invariants broken:\n  %s\nhistory:\n  %s", strings.Join(v, "\n  "),
