@@ -70,9 +70,6 @@ func TestRegressionBurstJoinsOneRedemption(t *testing.T) {
 // Found by TestManagerMatchesModel as: login; 401 for the current token
 // with a failing save; refresh refused for good, then reload; refresh.
 func TestRegressionReloadRevivesRetiredToken(t *testing.T) {
-	t.Skip("known bug: a reload out of failed_permanent adopts the stored refresh token this " +
-		"process already redeemed, when the rotated one could not be saved")
-
 	r := newRig(t)
 	r.start()
 	ts := r.login()
@@ -110,9 +107,6 @@ func TestRegressionReloadRevivesRetiredToken(t *testing.T) {
 // Found by TestManagerMatchesModel while its conflicting writer re-saved
 // the stored record (it now signs in with new tokens instead).
 func TestRegressionConflictAdoptsRetiredToken(t *testing.T) {
-	t.Skip("known bug: after a save conflict, a re-read adopts a stored refresh token this " +
-		"process already redeemed")
-
 	r := newRig(t)
 	r.start()
 	r.login()
@@ -148,9 +142,6 @@ func TestRegressionConflictAdoptsRetiredToken(t *testing.T) {
 // manager in the same process) finds the old host-managed tokens instead of
 // the credential just signed in with.
 func TestRegressionLoginLeavesHostTokensInMemory(t *testing.T) {
-	t.Skip("known bug: host-managed tokens in memory shadow a later login with another kind " +
-		"of credential")
-
 	r := newRig(t)
 	r.start()
 	ts := r.srv.Issue(mainAccount)

@@ -40,6 +40,11 @@ type Extended struct {
 	// grows with it.
 	Attempts int
 
+	// Spent is the refresh token this process redeemed last, which the
+	// provider has retired since. A store that still holds it holds nothing
+	// newer than memory: it is never adopted, and never redeemed again.
+	Spent Secret
+
 	// Unsaved is true when the tokens in Record could not be persisted (the
 	// save failed or the store changed underneath). They are still served;
 	// the next refresh persists its result as usual.

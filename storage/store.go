@@ -34,8 +34,10 @@ type Options struct {
 //     configured backend holds. In ModeEphemeral there is nothing else.
 //   - Save sends host-managed records (states.ModeExternal) to memory and
 //     every other record to the configured backend, so host tokens never
-//     reach disk or keyring. The compare-and-swap is against what Load
-//     would show; the version returned is the written backend's.
+//     reach disk or keyring; saving such a record also drops host-managed
+//     tokens from memory, since it replaces them. The compare-and-swap is
+//     against what Load would show; the version returned is the written
+//     backend's.
 //   - Delete clears memory and the configured backend (for the keyring and
 //     auto modes, the keyring entry and the plaintext file), reporting each
 //     and carrying on past failures.
@@ -151,11 +153,16 @@ func (s *Store) Save(ctx context.Context, rec states.Record,
 	if !keep.found {
 		keep = view
 	}
-	target := backend(s.backend)
 	if toMemory {
-		target = s.memory
+		return s.memory.write(ctx, rec, prev, unknownMembers(keep.data, keep.found))
 	}
-	return target.write(ctx, rec, prev, unknownMembers(keep.data, keep.found))
+	v, err := s.backend.write(ctx, rec, prev, unknownMembers(keep.data, keep.found))
+	if err == nil && mem.found {
+		// The record saved replaces the credential, and host-managed tokens
+		// left in memory would hide it from every later Load.
+		_, err = s.memory.clear(ctx)
+	}
+	return v, err
 }
 
 // Delete removes the credential from memory and from the configured

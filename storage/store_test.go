@@ -115,7 +115,8 @@ func TestStore_hostManagedTokensTakePrecedence(t *testing.T) {
 	}
 
 	// A save of a persisted record checks against what Load shows (the
-	// memory entry), goes to the file, and the memory entry still wins.
+	// memory entry), goes to the file, and replaces the host-managed tokens:
+	// the memory entry is dropped, so Load shows what was saved.
 	if _, err := s.Save(ctx, managedRecord(t, "rt"), vFile); !errors.Is(err, states.ErrConflict) {
 		t.Errorf("save against the file's version while memory shadows it: "+
 			"err = %v, want ErrConflict", err)
@@ -128,8 +129,11 @@ func TestStore_hostManagedTokensTakePrecedence(t *testing.T) {
 		t.Errorf("the managed record did not reach the file:\n%s", raw)
 	}
 	got, v, _ = s.Load(ctx)
-	if got.Mode != states.ModeExternal || v == vManaged {
-		t.Errorf("Load = %v at %s; memory must still win", got.Mode, v)
+	if got.Mode != states.ModeManaged || v != vManaged {
+		t.Errorf("Load = %v at %s; want the saved managed record at %s", got.Mode, v, vManaged)
+	}
+	if note := s.Info().Note; strings.Contains(note, "take precedence") {
+		t.Errorf("Info().Note = %q; nothing is left in memory to take precedence", note)
 	}
 }
 

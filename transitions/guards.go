@@ -30,23 +30,34 @@ func eventGeneration(ev states.Event) uint64 {
 	return g
 }
 
+// holdsSpent reports whether rec holds the refresh token this process has
+// already redeemed: then memory holds its successor, and rec nothing newer.
+func holdsSpent(rec states.Record, ext *states.Extended) bool {
+	rt := rec.Tokens.RefreshToken
+	return rec.Mode == states.ModeManaged && !rt.IsZero() && rt.Equal(ext.Spent)
+}
+
 var (
 	unreadable = Guard{"unreadable", func(in Input) bool {
 		e, ok := in.Event.(states.Loaded)
 		return ok && e.Err != nil
 	}}
 
-	// unsavedStoreUnchanged: the tokens in memory could not be saved and
-	// nobody has written the store since, so what it holds is older than
-	// what is in memory (after a rotation, already retired by the provider).
-	unsavedStoreUnchanged = Guard{"unsaved, store unchanged", func(in Input) bool {
+	// unsavedStoreStale: the tokens in memory could not be saved, and the
+	// store holds nothing newer: either nobody wrote it since, or it still
+	// holds the refresh token this process spent to get the unsaved tokens.
+	unsavedStoreStale = Guard{"unsaved, store holds nothing newer", func(in Input) bool {
 		e, ok := in.Event.(states.Loaded)
-		return ok && in.Ext.Unsaved && e.Err == nil && !e.FromEnv && e.Version == in.Ext.Version
+		return ok && in.Ext.Unsaved && e.Err == nil && !e.FromEnv &&
+			(e.Version == in.Ext.Version || holdsSpent(e.Record, in.Ext))
 	}}
 
-	sameCredential = Guard{"same credential", func(in Input) bool {
+	// nothingNewStored: the store holds the credential that failed, or the
+	// refresh token this process already spent (its rotated successor could
+	// not be saved before it failed).
+	nothingNewStored = Guard{"same credential or spent token", func(in Input) bool {
 		rec := eventRecord(in.Event)
-		return !rec.IsZero() && rec.SameCredential(in.Ext.Record)
+		return !rec.IsZero() && (rec.SameCredential(in.Ext.Record) || holdsSpent(rec, in.Ext))
 	}}
 
 	nothingStored = Guard{"nothing stored", func(in Input) bool {
@@ -78,13 +89,14 @@ var (
 	// storeUnchanged: nobody rotated the tokens since this process last read
 	// or wrote the store, so the refresh token in memory is the one to
 	// redeem. Either the version is the one we know, or the store holds our
-	// refresh token (someone re-saved the same credential).
+	// refresh token (someone re-saved the same credential), or it holds the
+	// one we spent to get ours (our save of the successor failed).
 	storeUnchanged = Guard{"store unchanged", func(in Input) bool {
 		e, ok := in.Event.(states.StoreReread)
 		if !ok {
 			return false
 		}
-		if e.Version == in.Ext.Version {
+		if e.Version == in.Ext.Version || holdsSpent(e.Record, in.Ext) {
 			return true
 		}
 		return e.Record.Mode == in.Ext.Record.Mode &&

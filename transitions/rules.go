@@ -42,16 +42,16 @@ func only(s ...states.State) []states.State { return s }
 var rules = []Rule{
 	// Loading the store (at start-up or on reload). An unreadable store is a
 	// permanent failure, never a silent logout. Tokens that could not be
-	// saved are the only live ones while the store still holds what it held
-	// before: they are kept, and the save is tried again. A failed
-	// credential stays failed when the store still holds the same
-	// credential.
+	// saved are the only live ones while the store holds nothing newer: they
+	// are kept, and the save is tried again. A failed credential stays failed
+	// while the store holds the same credential or the refresh token spent
+	// to get it.
 	{ID: "load_unreadable", From: resting, On: states.KindLoaded, Guard: unreadable,
 		To: states.FailedPermanent, Update: failUnreadableLoad},
-	{ID: "load_keep_unsaved", From: withTokens, On: states.KindLoaded, Guard: unsavedStoreUnchanged,
-		To: Stay, Commands: cmds(persist)},
+	{ID: "load_keep_unsaved", From: withTokens, On: states.KindLoaded, Guard: unsavedStoreStale,
+		To: Stay, Update: noteLoadedVersion, Commands: cmds(persist)},
 	{ID: "load_same_while_failed", From: only(states.FailedPermanent), On: states.KindLoaded,
-		Guard: sameCredential, To: Stay},
+		Guard: nothingNewStored, To: Stay},
 	{ID: "load_nothing", From: resting, On: states.KindLoaded, Guard: nothingStored,
 		To: states.LoggedOut, Update: adoptLoaded},
 	// Only an API key comes from the environment, and it can only break a

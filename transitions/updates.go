@@ -99,6 +99,10 @@ var (
 		next.Version = in.Event.(states.StoreReread).Version
 	}}
 
+	noteLoadedVersion = Update{"note the store version", func(in Input, next *states.Extended) {
+		next.Version = in.Event.(states.Loaded).Version
+	}}
+
 	adoptStored = Update{"adopt the stored credential", func(in Input, next *states.Extended) {
 		e := in.Event.(states.StoreReread)
 		adopt(next, e.Record, e.Version, false)
@@ -197,6 +201,10 @@ func applyTokens(next *states.Extended, g states.Grant, at time.Time) {
 		next.Record.AccessExpiry = g.AccessExpiry
 	}
 	if !g.RefreshToken.IsZero() {
+		if !g.RefreshToken.Equal(t.RefreshToken) {
+			// The provider rotated the token: the one redeemed is spent.
+			next.Spent = t.RefreshToken
+		}
 		t.RefreshToken = g.RefreshToken
 	}
 	next.LastError = ""
