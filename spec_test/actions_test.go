@@ -105,13 +105,14 @@ func (w *world) turnStaleAction(t *rapid.T) action {
 	f.store = ""
 	sc := w.tokens(t, false, true)
 	how := rapid.SampledFrom([]string{"stale", "expired"}).Draw(t, "how far")
+	second := rapid.SampledFrom([]string{"token request", "401 for the current token"}).Draw(t, "then")
 	staleAt, _ := w.sim.model.Policy.StaleAt(sc.record)
 	targets := []time.Time{staleAt, staleAt.Add(time.Second)}
 	if exp := sc.record.AccessExpiry; how == "expired" && !exp.IsZero() {
 		targets = []time.Time{exp.Add(time.Second)}
 	}
 	return action{
-		name:      sc.name + "clock until the tokens are " + how + ", then two token requests",
+		name:      sc.name + "clock until the tokens are " + how + ", then a token request and a " + second,
 		faults:    f,
 		before:    sc.login,
 		simBefore: sc.sim,
@@ -121,13 +122,21 @@ func (w *world) turnStaleAction(t *rapid.T) action {
 					w.t.Fatal(err)
 				}
 			}
-			return []result{w.callToken(), w.callToken()}
+			first := w.callToken()
+			if second == "token request" {
+				return []result{first, w.callToken()}
+			}
+			return []result{first, w.callObserve(first.Token)}
 		},
 		sim: func(s *sim) []result {
 			for _, at := range targets {
 				s.advance(at)
 			}
-			return []result{s.token(), s.token()}
+			first := s.token()
+			if second == "token request" {
+				return []result{first, s.token()}
+			}
+			return []result{first, s.observe(first.Token)}
 		},
 	}
 }

@@ -75,16 +75,17 @@ type extended struct {
 	RetryAt    time.Time
 	Attempts   int
 	Unsaved    bool
+	Spent      states.Secret
 }
 
 func modelExtended(m *enginetest.Model) extended {
 	return extended{m.Record, m.Version, m.Generation, m.FromEnv, m.Failure, m.HasError, m.RetryAt,
-		m.Attempts, m.Unsaved}
+		m.Attempts, m.Unsaved, m.Spent}
 }
 
 func machineExtended(e states.Extended) extended {
 	return extended{e.Record, e.Version, e.Generation, e.FromEnv, e.Failure, e.LastError != "",
-		e.RetryAt, e.Attempts, e.Unsaved}
+		e.RetryAt, e.Attempts, e.Unsaved, e.Spent}
 }
 
 // errorClass names the sentinel an error from Step wraps.

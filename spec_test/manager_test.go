@@ -50,21 +50,12 @@ type coverage struct {
 	states  map[string]bool
 	actions map[string]int
 	took    map[string]time.Duration
-	known   map[string]int
 	steps   int
 }
 
 func newCoverage() *coverage {
 	return &coverage{rules: map[string]int{}, states: map[string]bool{states.LoggedOut.String(): true},
-		actions: map[string]int{}, took: map[string]time.Duration{}, known: map[string]int{}}
-}
-
-// knownBug counts the times a known bug showed, which the suite tolerates
-// (each has a skipped regression test) but reports.
-func (c *coverage) knownBug(what string, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.known[what] += n
+		actions: map[string]int{}, took: map[string]time.Duration{}}
 }
 
 // ran counts an action that ran to its end.
@@ -113,9 +104,6 @@ func (c *coverage) report(t *testing.T, table *transitions.Table, strict bool) {
 		acts = append(acts, fmt.Sprintf("%q=%d (%s)", key, n, c.took[key].Round(time.Millisecond)))
 	}
 	steps := c.steps
-	for what, n := range c.known {
-		t.Logf("known bug seen %d time(s): %s", n, what)
-	}
 	c.mu.Unlock()
 	sort.Strings(counts)
 	sort.Strings(acts)

@@ -48,12 +48,6 @@ type sim struct {
 	// the host: the point where a burst holds the flight.
 	atHold func()
 
-	// revived is set when a reload took the machine out of
-	// failed_permanent to an older credential than the unsaved one it had
-	// (the store unchanged since): a known bug, after which the manager
-	// may present a refresh token it saw rotated away.
-	revived bool
-
 	trace    []enginetest.Step // transitions of the current action
 	problems []string          // predictions the real exchanges contradicted
 	counts   simCounts         // external calls of the current action
@@ -155,7 +149,8 @@ func (st *simStore) save(rec states.Record, expected states.Version) (states.Ver
 		st.memory = &r
 		return states.Version("memory:" + canon(rec)), true
 	}
-	st.file, st.corrupt = rec, 0
+	// A persisted credential replaces host-managed tokens in memory.
+	st.file, st.corrupt, st.memory = rec, 0, nil
 	return st.fileVersion(), true
 }
 
@@ -563,7 +558,6 @@ func (s *sim) refreshNow() result {
 
 // login is the Login methods once the record is built.
 func (s *sim) login(rec states.Record) result {
-	s.revived = false
 	st, err := s.apply(states.LoginRequested{At: s.now, Record: rec})
 	switch {
 	case err != nil:
@@ -577,7 +571,6 @@ func (s *sim) login(rec states.Record) result {
 }
 
 func (s *sim) logout() result {
-	s.revived = false
 	if _, err := s.apply(states.LogoutRequested{At: s.now}); err != nil {
 		return result{Err: errClass(err)}
 	}
@@ -598,13 +591,7 @@ func (s *sim) load(envKey string) states.Loaded {
 }
 
 func (s *sim) reload(envKey string) result {
-	ev := s.load(envKey)
-	m := &s.model
-	if m.State == states.FailedPermanent && m.Unsaved && ev.Err == nil && !ev.FromEnv &&
-		ev.Version == m.Version && !ev.Record.IsZero() && !ev.Record.SameCredential(m.Record) {
-		s.revived = true
-	}
-	if _, err := s.apply(ev); err != nil {
+	if _, err := s.apply(s.load(envKey)); err != nil {
 		return result{Err: errClass(err)}
 	}
 	return result{}
@@ -613,7 +600,7 @@ func (s *sim) reload(envKey string) result {
 // restart is Close and New: a fresh machine under a new policy, which
 // loads the store. The memory entry survives: it belongs to the process.
 func (s *sim) restart(p enginetest.Policy, every bool, envKey string) result {
-	s.timer, s.locked, s.revived = nil, false, false
+	s.timer, s.locked = nil, false
 	s.model = *enginetest.NewModel(p)
 	s.every = every
 	return s.reload(envKey)

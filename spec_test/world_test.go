@@ -181,14 +181,7 @@ func newWorld(t *rapid.T, cov *coverage, o worldOptions) *world {
 			return out
 		},
 		Unreadable: func() bool { return w.sim.store.corrupt > 0 },
-		ReplayExpected: func() bool {
-			if w.sim.revived {
-				// A known bug: see TestRegressionReloadRevivesRetiredToken.
-				w.cov.knownBug("a reload out of failed_permanent revived a refresh token this process had retired", 1)
-			}
-			return w.sim.revived
-		},
-		IsAPIKey: func(v string) bool { return w.apiKeys[v] },
+		IsAPIKey:   func(v string) bool { return w.apiKeys[v] },
 	})
 	w.host.mint = func(acct oauthtest.Account) oauthtest.TokenSet {
 		ts := srv.Issue(acct)

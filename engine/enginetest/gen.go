@@ -136,6 +136,13 @@ func Events(m *Model, now time.Time) *rapid.Generator[states.Event] {
 			same.Tokens.AccessToken = states.NewSecret("access-token-resaved")
 			pool = append(pool, m.Record, same)
 		}
+		if !m.Spent.IsZero() {
+			// What the store holds when this process's save of a rotated
+			// token failed: the refresh token it spent.
+			spent := Records(at)[1]
+			spent.Tokens.RefreshToken = m.Spent
+			pool = append(pool, spent)
+		}
 		record := func(label string) states.Record { return rapid.SampledFrom(pool).Draw(t, label) }
 		version := func() states.Version {
 			return rapid.SampledFrom([]states.Version{m.Version, "v1", "v2", states.NoVersion}).Draw(t, "version")

@@ -36,6 +36,10 @@ type Model struct {
 	HasError bool
 	Attempts int
 	Unsaved  bool
+	// Spent is the refresh token this process redeemed last and saw
+	// replaced: a store that still holds it holds nothing newer than
+	// memory.
+	Spent states.Secret
 
 	// RetryAt is when a backoff ends. When the jitter of a failure was not
 	// known (an engine draws it itself), RetryLatest is the latest it can
@@ -128,13 +132,16 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 			m.Version = e.Version
 			return states.FailedPermanent, nil, nil
 		case (s == states.Fresh || s == states.Stale) && m.Unsaved && !e.FromEnv &&
-			e.Version == m.Version:
-			// Our tokens could not be saved and nobody wrote the store
-			// since: what it holds is older than what we hold. Keep ours
-			// and try the save again.
+			(e.Version == m.Version || m.holdsSpent(e.Record)):
+			// Our tokens could not be saved, and the store holds nothing
+			// newer: nobody wrote it since, or it still holds the refresh
+			// token we spent to get ours. Keep ours and save them again.
+			m.Version = e.Version
 			return s, m.cmds(m.persist(m.Version)), nil
-		case s == states.FailedPermanent && !e.Record.IsZero() && e.Record.SameCredential(m.Record):
-			// The credential that failed is still the one stored.
+		case s == states.FailedPermanent && !e.Record.IsZero() &&
+			(e.Record.SameCredential(m.Record) || m.holdsSpent(e.Record)):
+			// The credential that failed is still the one stored, or the
+			// store holds the token spent to get it: nothing new.
 			return s, nil, nil
 		case e.Record.IsZero():
 			m.adopt(e.Record, e.Version, e.FromEnv)
@@ -281,7 +288,10 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 			return 0, nil, m.notPermitted(ev)
 		}
 		rec := e.Record
-		unchanged := e.Version == m.Version ||
+		// Nobody rotated the tokens since we last read or wrote the store:
+		// it is as we left it, or holds our refresh token, or the one we
+		// spent to get ours.
+		unchanged := e.Version == m.Version || m.holdsSpent(rec) ||
 			(rec.Mode == m.Record.Mode && rec.Tokens.RefreshToken.Equal(m.Record.Tokens.RefreshToken))
 		switch {
 		case rec.IsZero():
@@ -409,6 +419,13 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 
 func (m *Model) hostManaged() bool { return m.Record.Mode == states.ModeExternal }
 
+// holdsSpent reports whether rec holds the refresh token this process
+// already spent.
+func (m *Model) holdsSpent(rec states.Record) bool {
+	rt := rec.Tokens.RefreshToken
+	return rec.Mode == states.ModeManaged && !rt.IsZero() && rt.Equal(m.Spent)
+}
+
 func (m *Model) startRefresh() (states.State, []effects.Command, error) {
 	return states.Refreshing, m.cmds(effects.LockAndReread{Generation: m.Generation}), nil
 }
@@ -498,6 +515,10 @@ func (m *Model) apply(g states.Grant, at time.Time) {
 		m.Record.AccessExpiry = g.AccessExpiry
 	}
 	if !g.RefreshToken.IsZero() {
+		if !g.RefreshToken.Equal(t.RefreshToken) {
+			// Rotated: the token redeemed is spent.
+			m.Spent = t.RefreshToken
+		}
 		t.RefreshToken = g.RefreshToken
 	}
 	m.HasError = false
