@@ -318,7 +318,11 @@ func (w *world) clockAction(t *rapid.T) action {
 	case kind == "past stale" && ok && staleAt.After(now):
 		targets, name = []time.Time{staleAt, staleAt.Add(time.Second)}, "clock to the stale moment, then 1s on"
 	case kind == "past backoff" && m.RetryAt.After(now):
-		targets, name = []time.Time{m.RetryAt.Add(time.Second)}, "clock past the backoff"
+		end := m.RetryAt
+		if w.sim.backoffEnd.After(end) {
+			end = w.sim.backoffEnd
+		}
+		targets, name = []time.Time{end.Add(time.Second)}, "clock past the backoff"
 	}
 	return action{
 		name: name,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/credfsm/credfsm/effects"
 	"github.com/credfsm/credfsm/engine/enginetest"
+	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
 )
@@ -47,6 +48,11 @@ type sim struct {
 	// atHold, when set, runs just before the next redemption or question to
 	// the host: the point where a burst holds the flight.
 	atHold func()
+
+	// backoffEnd is the latest a backoff can end, known before the engine's
+	// jitter picked the moment: a clock move past it does not depend on
+	// the jitter, so a replay of the same case moves the clock the same.
+	backoffEnd time.Time
 
 	trace    []enginetest.Step // transitions of the current action
 	problems []string          // predictions the real exchanges contradicted
@@ -172,6 +178,9 @@ type simServer struct {
 	rotate   bool
 	lifetime time.Duration
 	tokens   map[string]simToken
+	// rfc6749: the server speaks plain RFC 6749, which has one code for
+	// every refused grant and sends no id token unless the scope asks.
+	rfc6749 bool
 }
 
 type simToken struct {
@@ -203,6 +212,11 @@ func claims(acct oauthtest.Account) states.Claims {
 
 // expiry is the exp the server stamps on tokens minted at now.
 func (sv simServer) expiry(now time.Time) time.Time {
+	if sv.rfc6749 {
+		// The client reads expires_in, counted from when it got the answer.
+		return now.Add(sv.lifetime).UTC()
+	}
+	// The client reads the JWT's exp, which is in whole seconds.
 	return now.Add(sv.lifetime).Truncate(time.Second).UTC()
 }
 
@@ -211,6 +225,8 @@ func (sv simServer) expiry(now time.Time) time.Time {
 func (sv *simServer) redeem(rt string, ex enginetest.Exchange, now time.Time) (states.Grant, states.Reason) {
 	tok, ok := sv.tokens[rt]
 	switch {
+	case (!ok || tok.state != tokenActive) && sv.rfc6749:
+		return states.Grant{}, states.ReasonInvalidGrant
 	case !ok || tok.state == tokenRevoked:
 		return states.Grant{}, states.ReasonRevoked
 	case tok.state == tokenUsed:
@@ -218,9 +234,10 @@ func (sv *simServer) redeem(rt string, ex enginetest.Exchange, now time.Time) (s
 	}
 	g := states.Grant{
 		AccessToken:  states.NewSecret(ex.Access),
-		IDToken:      states.NewSecret(ex.IDToken),
-		Claims:       claims(tok.acct),
 		AccessExpiry: sv.expiry(now),
+	}
+	if !sv.rfc6749 {
+		g.IDToken, g.Claims = states.NewSecret(ex.IDToken), claims(tok.acct)
 	}
 	if sv.rotate {
 		g.RefreshToken = states.NewSecret(ex.Refresh)
@@ -390,13 +407,18 @@ func (s *sim) redeem(c effects.RedeemRefreshToken) states.Event {
 		return states.RefreshFailed{At: s.now, Generation: c.Generation, Jitter: -1,
 			Err: &states.RefreshError{RetryAfter: hint}}
 	}
-	switch o.Class {
-	case enginetest.RefreshTransient:
+	switch {
+	case o.Class == enginetest.RefreshTransient:
 		return fail(o.RetryAfter)
-	case enginetest.RefreshPermanent:
+	case o.Class == enginetest.RefreshPermanent && s.server.rfc6749 && o.Code != "" &&
+		oauth.StandardCodes()[o.Code] == states.ReasonNone:
+		// A code only the Codex provider knows: to an RFC 6749 client, a
+		// plain 400.
+		return fail(0)
+	case o.Class == enginetest.RefreshPermanent:
 		return states.RefreshRejected{At: s.now, Generation: c.Generation,
 			Err: &states.RefreshError{Permanent: true, Reason: o.Reason}}
-	case enginetest.RefreshLost:
+	case o.Class == enginetest.RefreshLost:
 		// Redeemed (and rotated) on the server; the answer never comes.
 		if tok, ok := s.server.tokens[rt]; ok && tok.state == tokenActive && s.server.rotate {
 			s.server.tokens[rt] = simToken{state: tokenUsed, acct: tok.acct}
@@ -410,7 +432,7 @@ func (s *sim) redeem(c effects.RedeemRefreshToken) states.Event {
 			Err: &states.RefreshError{Permanent: true, Reason: refused}}
 	}
 	if o.Class == enginetest.RefreshBadIDToken {
-		g.Claims = states.Claims{}
+		g.IDToken, g.Claims = states.NewSecret(ex.IDToken), states.Claims{}
 		g.IDTokenErr = errors.New("the id token does not parse")
 	}
 	return states.RefreshSucceeded{At: s.now, Generation: c.Generation, Grant: g}

@@ -65,6 +65,7 @@ type world struct {
 	checker     *enginetest.Checker
 	host        *hostDouble
 	table       *transitions.Table
+	profile     oauth.Profile
 
 	m      *engine.Manager
 	subs   subBuffer // what every manager's subscriber saw
@@ -99,6 +100,7 @@ type worldOptions struct {
 	every    bool
 	policy   enginetest.Policy
 	initial  string // what the store holds at start
+	dialect  string // "codex" or "rfc6749": the refresh protocol spoken
 	table    *transitions.Table
 }
 
@@ -109,6 +111,7 @@ func drawOptions(t *rapid.T) worldOptions {
 		skew:     rapid.SampledFrom([]time.Duration{0, 0, 45 * time.Minute}).Draw(t, "skew"),
 		every:    rapid.Bool().Draw(t, "step every request"),
 		initial:  rapid.SampledFrom([]string{"nothing", "tokens", "api key", "host tokens", "corrupt"}).Draw(t, "store at start"),
+		dialect:  rapid.SampledFrom([]string{"codex", "codex", "rfc6749"}).Draw(t, "refresh protocol"),
 	}
 	o.policy = drawPolicy(t)
 	o.policy.Skew = o.skew
@@ -155,18 +158,23 @@ func newWorld(t *rapid.T, cov *coverage, o worldOptions) *world {
 		t.Fatal(err)
 	}
 	w.store = enginetest.NewFaultStore(real)
-	p := srv.CodexProfile()
+	w.profile = srv.CodexProfile()
+	if o.dialect == "rfc6749" {
+		w.profile = srv.RFC6749Profile()
+	}
+	p := w.profile
 	w.otherClient, err = oauth.NewClient(p, oauth.WithHTTPClient(&http.Client{Transport: w.otherWire}),
 		oauth.WithClock(clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.sim = &sim{
-		model:  *enginetest.NewModel(o.policy),
-		every:  o.every,
-		now:    suiteStart,
-		server: simServer{rotate: o.rotate, lifetime: o.lifetime, tokens: map[string]simToken{}},
-		host:   simHost{registered: true},
+		model: *enginetest.NewModel(o.policy),
+		every: o.every,
+		now:   suiteStart,
+		server: simServer{rotate: o.rotate, lifetime: o.lifetime, tokens: map[string]simToken{},
+			rfc6749: o.dialect == "rfc6749"},
+		host: simHost{registered: true},
 	}
 	w.checker = enginetest.NewChecker(enginetest.CheckOptions{
 		Logs:    w.logs,
@@ -195,8 +203,8 @@ func newWorld(t *rapid.T, cov *coverage, o worldOptions) *world {
 	}
 	w.seed(o.initial)
 	w.run(action{
-		name: fmt.Sprintf("start (store %s, forced method %q, workspace %q, every request %v)",
-			o.initial, o.policy.ForcedMethod, o.policy.ForcedWorkspace, o.every),
+		name: fmt.Sprintf("start (%s, store %s, forced method %q, workspace %q, every request %v)",
+			o.dialect, o.initial, o.policy.ForcedMethod, o.policy.ForcedWorkspace, o.every),
 		real: func() []result { w.startManager(); return nil },
 		sim: func(s *sim) []result {
 			if r := s.restart(o.policy, o.every, ""); r.Err != "" {
@@ -250,7 +258,7 @@ func (w *world) startManager() {
 	if w.envKey != "" {
 		env[engine.EnvAPIKey] = w.envKey
 	}
-	p := w.srv.CodexProfile()
+	p := w.profile
 	cfg := engine.Config{
 		Store:             w.store,
 		Profile:           &p,
@@ -928,6 +936,7 @@ func (w *world) compare(a action, got, want []result) {
 	snap := w.m.Snapshot()
 	if !w.sim.model.RetryLatest.IsZero() {
 		early, late := w.sim.model.RetryAt, w.sim.model.RetryLatest
+		w.sim.backoffEnd = late
 		if !w.sim.model.Pin(snap.RetryAt) {
 			fail("the backoff ends outside the window the policy allows (%s to %s after now)",
 				early.Sub(w.sim.now), late.Sub(w.sim.now))

@@ -257,6 +257,11 @@ type RefreshOutcome struct {
 	// a transient one.
 	Reason     states.Reason
 	RetryAfter time.Duration
+	// Code is the error code a refusal carries. The outcome's class and
+	// reason are those of the Codex dialect; an RFC 6749 provider knows
+	// only its standard codes, and a refusal with another code is, to its
+	// clients, a plain 400: transient.
+	Code string
 
 	fault *oauthtest.Fault
 	cut   bool // the Wire cuts the request: a timeout
@@ -285,7 +290,7 @@ func fault(f oauthtest.Fault) *oauthtest.Fault { return &f }
 // its order.
 func RefreshOutcomes() []RefreshOutcome {
 	reject := func(code string, r states.Reason) RefreshOutcome {
-		return RefreshOutcome{Name: "reject " + code, Class: RefreshPermanent, Reason: r,
+		return RefreshOutcome{Name: "reject " + code, Class: RefreshPermanent, Reason: r, Code: code,
 			fault: fault(oauthtest.Reject(code))}
 	}
 	status := func(code int) RefreshOutcome {
