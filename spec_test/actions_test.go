@@ -179,7 +179,8 @@ func (w *world) failureThen401Action(t *rapid.T) action {
 func (w *world) saveFailsAction(t *rapid.T) action {
 	w.needTokens(t)
 	f := faults{refresh: enginetest.RefreshOutcomes()[0], host: enginetest.HostTokens,
-		store: rapid.SampledFrom([]string{"save fails", "save fails", "save fails", "lock held"}).Draw(t, "store fault")}
+		store: rapid.SampledFrom([]string{"save fails", "save fails", "save fails", "lock held"}).
+			Draw(t, "store fault")}
 	if rapid.Bool().Draw(t, "a login's save") {
 		acct := mainAccount
 		ts := w.issue(acct)
@@ -305,7 +306,8 @@ var ctx = context.Background()
 // the tokens turn stale (where the timer fires but finds them not yet
 // stale), just past it, or just past the end of a backoff.
 func (w *world) clockAction(t *rapid.T) action {
-	kind := rapid.SampledFrom([]string{"by", "by", "by", "to stale", "past stale", "past backoff"}).Draw(t, "how")
+	kind := rapid.SampledFrom([]string{"by", "by", "by", "to stale", "past stale", "past backoff"}).
+		Draw(t, "how")
 	d := enginetest.Jumps().Draw(t, "jump")
 	now := w.sim.now
 	targets := []time.Time{now.Add(d)}

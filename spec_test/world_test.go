@@ -79,11 +79,9 @@ type world struct {
 	apiKeys     map[string]bool
 	keyCount    int
 	corruptions int
-	replaysSeen int
 
-	logMark, textMark, exMark    int
-	handoutMark, hostHandoutMark int
-	hostMark                     int // host handouts consumed by the sim
+	// How far the suite has read the log, the wire and the host's handouts.
+	logMark, exMark, hostMark int
 
 	mu         sync.Mutex
 	violations []string
@@ -106,12 +104,14 @@ type worldOptions struct {
 
 func drawOptions(t *rapid.T) worldOptions {
 	o := worldOptions{
-		lifetime: rapid.SampledFrom([]time.Duration{time.Hour, 20 * time.Minute, 24 * time.Hour}).Draw(t, "token lifetime"),
-		rotate:   rapid.SampledFrom([]bool{true, true, false}).Draw(t, "rotation"),
-		skew:     rapid.SampledFrom([]time.Duration{0, 0, 45 * time.Minute}).Draw(t, "skew"),
-		every:    rapid.Bool().Draw(t, "step every request"),
-		initial:  rapid.SampledFrom([]string{"nothing", "tokens", "api key", "host tokens", "corrupt"}).Draw(t, "store at start"),
-		dialect:  rapid.SampledFrom([]string{"codex", "codex", "rfc6749"}).Draw(t, "refresh protocol"),
+		lifetime: rapid.SampledFrom([]time.Duration{time.Hour, 20 * time.Minute, 24 * time.Hour}).
+			Draw(t, "token lifetime"),
+		rotate: rapid.SampledFrom([]bool{true, true, false}).Draw(t, "rotation"),
+		skew:   rapid.SampledFrom([]time.Duration{0, 0, 45 * time.Minute}).Draw(t, "skew"),
+		every:  rapid.Bool().Draw(t, "step every request"),
+		initial: rapid.SampledFrom([]string{"nothing", "tokens", "api key", "host tokens", "corrupt"}).
+			Draw(t, "store at start"),
+		dialect: rapid.SampledFrom([]string{"codex", "codex", "rfc6749"}).Draw(t, "refresh protocol"),
 	}
 	o.policy = drawPolicy(t)
 	o.policy.Skew = o.skew

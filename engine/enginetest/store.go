@@ -66,7 +66,8 @@ func (s *FaultStore) Disarm() {
 }
 
 // Save implements effects.Store.
-func (s *FaultStore) Save(ctx context.Context, rec states.Record, expected states.Version) (states.Version, error) {
+func (s *FaultStore) Save(ctx context.Context, rec states.Record,
+	expected states.Version) (states.Version, error) {
 	s.mu.Lock()
 	fail, before := s.failNext, s.beforeNext
 	s.failNext, s.beforeNext = nil, nil
