@@ -14,10 +14,12 @@ import (
 	"github.com/credfsm/credfsm/states"
 )
 
-// lockPoll is how often a waiter retries the lock file. Refreshes hold the
-// lock for one HTTP round trip, so a few milliseconds of extra wait are lost
-// in the noise, and polling this often costs nothing measurable.
-const lockPoll = 10 * time.Millisecond
+// lockPoll is how often a waiter retries the lock file. Waiters poll because
+// a blocking flock(2) cannot be abandoned when the caller gives up. Every
+// waiter of a refresh storm pays up to one interval after the holder lets
+// go, one after another, so the interval is short: a retry is one cheap
+// system call, and only waiters make it.
+const lockPoll = 2 * time.Millisecond
 
 // lockHome takes the store lock of home: first the in-process mutex for its
 // lock file, then an exclusive advisory lock on the file itself
