@@ -88,8 +88,8 @@ const maxUnixTime = 253402300799
 
 // AccessTokenExpiry returns the exp claim of an access token that is a JWT.
 // An opaque access token, a JWT without exp, or an exp that is not a number
-// of seconds between 1970 and 9999 reports ok == false: the expiry is then
-// unknown, which is not an error.
+// of seconds from 1 (the first second after the epoch) to the end of 9999
+// reports ok == false: the expiry is then unknown, which is not an error.
 func AccessTokenExpiry(raw string) (exp time.Time, ok bool) {
 	var c struct {
 		Exp json.RawMessage `json:"exp"`
@@ -105,7 +105,7 @@ func AccessTokenExpiry(raw string) (exp time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	secs, err := n.Float64()
-	if err != nil || math.IsNaN(secs) || secs <= 0 || secs > maxUnixTime {
+	if err != nil || math.IsNaN(secs) || secs < 1 || secs > maxUnixTime {
 		return time.Time{}, false
 	}
 	whole, frac := math.Modf(secs)

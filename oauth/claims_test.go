@@ -220,6 +220,8 @@ func TestAccessTokenExpiry(t *testing.T) {
 		{"no exp", jwtFromJSON(`{"sub":"x"}`), time.Time{}, false},
 		{"exp is a string", jwtFromJSON(`{"exp":"1700000000"}`), time.Time{}, false},
 		{"exp is zero", jwtFromJSON(`{"exp":0}`), time.Time{}, false},
+		{"exp inside the first second", jwtFromJSON(`{"exp":0.5}`), time.Time{}, false},
+		{"exp is one", jwtFromJSON(`{"exp":1}`), time.Unix(1, 0).UTC(), true},
 		{"exp is negative", jwtFromJSON(`{"exp":-5}`), time.Time{}, false},
 		{"exp beyond year 9999", jwtFromJSON(`{"exp":1e300}`), time.Time{}, false},
 		{"opaque token", "at_0123456789abcdef", time.Time{}, false},
