@@ -23,7 +23,7 @@ import (
 func TestMachineMatchesModel(t *testing.T) { rapid.Check(t, machineMatchesModel) }
 
 // FuzzMachineMatchesModel is the same property under Go's coverage-guided
-// fuzzer, which .ci/fuzz runs with new inputs (go test runs only the seeds).
+// fuzzer; go test runs its seeds, and .ci/fuzz searches for new inputs.
 func FuzzMachineMatchesModel(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(rapid.MakeFuzz(machineMatchesModel))
