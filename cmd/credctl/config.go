@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/states"
@@ -163,6 +165,21 @@ func (a *app) open(ctx context.Context) (*session, error) {
 }
 
 // withTimeout bounds a command that may talk to the token endpoint.
+// withSession runs fn with a manager for the configured home, under the
+// --timeout context, and closes the manager when fn returns. fn may close it
+// earlier itself (Close is idempotent), to have every transition delivered
+// before it reports.
+func (a *app) withSession(cmd *cobra.Command, fn func(ctx context.Context, s *session) error) error {
+	ctx, cancel := a.withTimeout(cmd.Context())
+	defer cancel()
+	s, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.m.Close()
+	return fn(ctx, s)
+}
+
 func (a *app) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if a.flags.timeout <= 0 {
 		return context.WithCancel(ctx)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,23 +69,19 @@ func (a *app) loginCommand() *cobra.Command {
 				return err
 			}
 
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.m.Close()
-			if apiKey {
-				err = s.m.LoginAPIKey(ctx, key)
-			} else {
-				err = s.m.LoginTokens(ctx, tok.IDToken, tok.AccessToken, tok.RefreshToken)
-			}
-			if err != nil {
-				return loginFailure(err)
-			}
-			a.reportLogin(s.m.Snapshot())
-			return nil
+			return a.withSession(cmd, func(ctx context.Context, s *session) error {
+				var err error
+				if apiKey {
+					err = s.m.LoginAPIKey(ctx, key)
+				} else {
+					err = s.m.LoginTokens(ctx, tok.IDToken, tok.AccessToken, tok.RefreshToken)
+				}
+				if err != nil {
+					return loginFailure(err)
+				}
+				a.reportLogin(s.m.Snapshot())
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&apiKey, "api-key", false, "stdin holds an API key")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -23,36 +24,33 @@ func (a *app) logoutCommand() *cobra.Command {
 		Example: "  credctl logout\n  credctl --store auto logout",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.m.Close()
-
-			removals, err := s.m.Logout(ctx)
-			failed := 0
-			for _, r := range removals {
-				switch {
-				case r.Err != nil:
-					failed++
-					a.out("not cleared  %s: %s", r.Backend, oneLine(r.Err.Error()))
-				case r.Removed:
-					a.out("removed      %s", r.Backend)
-				default:
-					a.out("was empty    %s", r.Backend)
-				}
-			}
-			switch {
-			case failed > 0:
-				return badInput("%d of %d stores could not be cleared (listed above)", failed,
-					len(removals))
-			case err != nil:
-				return fmt.Errorf("logout: %w", err)
-			}
-			a.out("signed out")
-			return nil
+			return a.withSession(cmd, a.logout)
 		},
 	}
+}
+
+// logout clears every store and reports each one.
+func (a *app) logout(ctx context.Context, s *session) error {
+	removals, err := s.m.Logout(ctx)
+	failed := 0
+	for _, r := range removals {
+		switch {
+		case r.Err != nil:
+			failed++
+			a.out("not cleared  %s: %s", r.Backend, oneLine(r.Err.Error()))
+		case r.Removed:
+			a.out("removed      %s", r.Backend)
+		default:
+			a.out("was empty    %s", r.Backend)
+		}
+	}
+	switch {
+	case failed > 0:
+		return badInput("%d of %d stores could not be cleared (listed above)", failed,
+			len(removals))
+	case err != nil:
+		return fmt.Errorf("logout: %w", err)
+	}
+	a.out("signed out")
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -32,50 +33,49 @@ func (a *app) refreshCommand() *cobra.Command {
 		Example: "  credctl refresh\n  credctl -v refresh   # with each transition on stderr",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			before := s.m.Snapshot()
-
-			var mu sync.Mutex
-			var rules []string
-			s.m.Subscribe(func(t engine.Transition) {
-				mu.Lock()
-				rules = append(rules, t.Rule)
-				mu.Unlock()
-			})
-			err = s.m.Refresh(ctx)
-			after := s.m.Snapshot()
-			s.m.Close() // delivers every transition
-
-			if err != nil {
-				if errors.Is(err, engine.ErrTransient) && after.Mode == states.ModeExternal {
-					return &cliError{code: exitError, err: err, msg: "credctl cannot refresh " +
-						"these tokens: the application that stored them (auth_mode " +
-						"chatgptAuthTokens) refreshes them itself"}
-				}
-				return tokenFailure(err, after)
-			}
-			if slices.Contains(rules, "reread_adopt_fresh") {
-				a.out("another process had already refreshed the tokens; adopted them from " +
-					"the store, nothing redeemed")
-			} else {
-				a.out("refreshed: new tokens saved to %s", storeLine(after.Store))
-			}
-			if !after.Expiry.IsZero() {
-				a.out("access token valid until %s (%s)", clock(after.Expiry),
-					until(after.Expiry, time.Now()))
-			}
-			if !before.LastRefresh.IsZero() && !after.LastRefresh.IsZero() {
-				a.out("last refresh %s (was %s)", clock(after.LastRefresh), clock(before.LastRefresh))
-			}
-			if after.Unsaved {
-				writeLine(a.stderr, "credctl: warning: "+after.LastError)
-			}
-			return nil
+			return a.withSession(cmd, a.refresh)
 		},
 	}
+}
+
+// refresh forces one refresh and reports what changed.
+func (a *app) refresh(ctx context.Context, s *session) error {
+	before := s.m.Snapshot()
+
+	var mu sync.Mutex
+	var rules []string
+	s.m.Subscribe(func(t engine.Transition) {
+		mu.Lock()
+		rules = append(rules, t.Rule)
+		mu.Unlock()
+	})
+	err := s.m.Refresh(ctx)
+	after := s.m.Snapshot()
+	s.m.Close() // delivers every transition
+
+	if err != nil {
+		if errors.Is(err, engine.ErrTransient) && after.Mode == states.ModeExternal {
+			return &cliError{code: exitError, err: err, msg: "credctl cannot refresh " +
+				"these tokens: the application that stored them (auth_mode " +
+				"chatgptAuthTokens) refreshes them itself"}
+		}
+		return tokenFailure(err, after)
+	}
+	if slices.Contains(rules, "reread_adopt_fresh") {
+		a.out("another process had already refreshed the tokens; adopted them from " +
+			"the store, nothing redeemed")
+	} else {
+		a.out("refreshed: new tokens saved to %s", storeLine(after.Store))
+	}
+	if !after.Expiry.IsZero() {
+		a.out("access token valid until %s (%s)", clock(after.Expiry),
+			until(after.Expiry, time.Now()))
+	}
+	if !before.LastRefresh.IsZero() && !after.LastRefresh.IsZero() {
+		a.out("last refresh %s (was %s)", clock(after.LastRefresh), clock(before.LastRefresh))
+	}
+	if after.Unsaved {
+		writeLine(a.stderr, "credctl: warning: "+after.LastError)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -40,34 +41,31 @@ func (a *app) tokenCommand() *cobra.Command {
 		Example: tokenExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.withTimeout(cmd.Context())
-			defer cancel()
-			s, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.m.Close()
-
-			// TODO: a permanent failure and a backoff last only as long as
-			// this process. The next run loads the same dead refresh token
-			// and redeems it again (to the same refusal), and a script that
-			// retries at once does not wait out the backoff. Remembering
-			// both next to the store needs a way to start the engine from a
-			// remembered outcome.
-			tok, err := s.m.Token(ctx)
-			if err != nil {
-				return tokenFailure(err, s.m.Snapshot())
-			}
-			// The one place credctl prints a secret: this is what the
-			// command is for.
-			a.out("%s", tok)
-
-			if snap := s.m.Snapshot(); snap.State == states.Stale && snap.LastError != "" {
-				writeLine(a.stderr, "credctl: warning: "+staleWarning(snap, time.Now()))
-			}
-			return nil
+			return a.withSession(cmd, a.token)
 		},
 	}
+}
+
+// token prints the bearer token, refreshing it first if the engine says so.
+func (a *app) token(ctx context.Context, s *session) error {
+	// TODO: a permanent failure and a backoff last only as long as
+	// this process. The next run loads the same dead refresh token
+	// and redeems it again (to the same refusal), and a script that
+	// retries at once does not wait out the backoff. Remembering
+	// both next to the store needs a way to start the engine from a
+	// remembered outcome.
+	tok, err := s.m.Token(ctx)
+	if err != nil {
+		return tokenFailure(err, s.m.Snapshot())
+	}
+	// The one place credctl prints a secret: this is what the
+	// command is for.
+	a.out("%s", tok)
+
+	if snap := s.m.Snapshot(); snap.State == states.Stale && snap.LastError != "" {
+		writeLine(a.stderr, "credctl: warning: "+staleWarning(snap, time.Now()))
+	}
+	return nil
 }
 
 // tokenFailure explains a failed Token call, adding what the snapshot knows
