@@ -196,18 +196,7 @@ func (w *world) saveFailsAction(t *rapid.T) action {
 			sim: func(s *sim) []result { return []result{s.login(rec), s.reload(w.envKey)} },
 		}
 	}
-	sc := w.tokens(t, false, false)
-	return action{
-		name:      sc.name + "refresh whose save fails, then reload",
-		faults:    f,
-		before:    sc.login,
-		simBefore: sc.sim,
-		real: func() []result {
-			r := w.callRefresh()
-			return []result{r, {Err: errClass(w.m.Reload(ctx))}}
-		},
-		sim: func(s *sim) []result { return []result{s.refreshNow(), s.reload(w.envKey)} },
-	}
+	return w.refreshThenReload(w.tokens(t, false, false), "refresh whose save fails, then reload", f)
 }
 
 // rejectedAction has the provider refuse the refresh token for good, then
@@ -221,9 +210,14 @@ func (w *world) rejectedAction(t *rapid.T) action {
 		}
 	}
 	f := faults{refresh: rapid.SampledFrom(permanent).Draw(t, "refusal")}
-	sc := w.tokens(t, true, false)
+	return w.refreshThenReload(w.tokens(t, true, false), "refresh refused for good, then reload", f)
+}
+
+// refreshThenReload sets the scene, forces a refresh under the faults f,
+// then reloads the store.
+func (w *world) refreshThenReload(sc scene, name string, f faults) action {
 	return action{
-		name:      sc.name + "refresh refused for good, then reload",
+		name:      sc.name + name,
 		faults:    f,
 		before:    sc.login,
 		simBefore: sc.sim,
