@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"golang.org/x/oauth2"
 )
@@ -30,6 +32,11 @@ const maxDrain = 64 << 10
 // it sets GetBody (http.NewRequest does for in-memory bodies). Otherwise the
 // 401 response is returned as it came. A nil base means
 // http.DefaultTransport.
+//
+// Credentials go only to the origin (scheme, host and port) of the request
+// the caller made. When an http.Client follows a redirect to another origin,
+// the redirected request is sent as it is, without a token: an API that
+// redirects elsewhere must not hand the bearer to whoever it points at.
 func (m *Manager) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -43,6 +50,9 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if redirectedAway(req) {
+		return t.base.RoundTrip(req)
+	}
 	tok, v, err := t.m.token(req.Context())
 	if err != nil {
 		closeBody(req)
@@ -85,6 +95,37 @@ func (t *transport) authorize(req *http.Request, tok, account string) *http.Requ
 		delete(r.Header, accountKey)
 	}
 	return r
+}
+
+// redirectedAway reports whether req is a redirect, made by an http.Client,
+// to an origin other than that of the request the caller first sent.
+func redirectedAway(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	return first != req && !sameOrigin(first.URL, req.URL)
+}
+
+// sameOrigin compares scheme, host (case-insensitively) and port, the port
+// defaulting to the scheme's.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) &&
+		strings.EqualFold(a.Hostname(), b.Hostname()) &&
+		portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
 }
 
 func closeBody(req *http.Request) {

@@ -338,3 +338,67 @@ func TestTokenSource(t *testing.T) {
 		t.Fatalf("API key: %+v, %v; want the key without expiry", tok.Expiry, err)
 	}
 }
+
+// TestTransportKeepsCredentialsToTheOrigin: a redirect within the origin
+// keeps the bearer and account headers; a redirect to another origin (here,
+// another port) is followed without them, and a 401 from there starts no
+// refresh.
+func TestTransportKeepsCredentialsToTheOrigin(t *testing.T) {
+	r := newRig(t)
+	m := r.start(r.config())
+	ts := r.issue(mainAccount)
+	if err := m.LoginTokens(context.Background(), ts.IDToken, ts.AccessToken, ts.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+
+	// elsewhere records what reached it and refuses everything.
+	var mu sync.Mutex
+	var leaked []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, req.Header.Get("Authorization")+"|"+req.Header.Get(engine.AccountHeader))
+		mu.Unlock()
+		http.Error(w, "no", http.StatusUnauthorized)
+	}))
+	t.Cleanup(elsewhere.Close)
+
+	api := newAPIServer(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/away", func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, elsewhere.URL+"/collect", http.StatusFound)
+	})
+	mux.HandleFunc("/here", func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, "/v1/me", http.StatusFound)
+	})
+	mux.Handle("/", api.Config.Handler)
+	api.Config.Handler = mux
+	client := api.client(m)
+
+	resp, err := client.Get(api.URL + "/here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	want := []apiRequest{{Method: "GET", Path: "/v1/me", Authorization: "Bearer " + ts.AccessToken,
+		Account: mainAccount.AccountID}}
+	if diff := cmp.Diff(want, api.requests()); diff != "" {
+		t.Errorf("same-origin redirect (-want +got):\n%s", diff)
+	}
+
+	resp, err = client.Get(api.URL + "/away")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("status from the other origin = %d, want its 401 as it came", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]string{"|"}, leaked); diff != "" {
+		t.Errorf("headers that reached the other origin (-want +got):\n%s", diff)
+	}
+	if n := r.srv.Stats().Redemptions; n != 0 {
+		t.Errorf("the other origin's 401 caused %d redemption(s), want 0", n)
+	}
+}
