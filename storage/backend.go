@@ -35,6 +35,9 @@ type snapshot struct {
 	// digest, when set, is the version of what is stored, computed over
 	// more than data holds (a file too big to read whole).
 	digest states.Version
+	// size, when digest is set, is how many bytes are stored; data holds
+	// only the first of them.
+	size int64
 
 	// keyring is what the auto store found in the keyring on the way to
 	// this snapshot; other stores leave it keyringUnused.
@@ -63,6 +66,10 @@ func (s snapshot) version() states.Version {
 func (s snapshot) parse() (states.Record, states.Version, error) {
 	if !s.found {
 		return states.Record{}, states.NoVersion, nil
+	}
+	if s.digest != "" && s.size > maxRecordSize {
+		// data is cut short: its length is not the size of anything.
+		return states.Record{}, s.version(), loadError(s.where, tooBigError(s.size))
 	}
 	doc, err := parseDocument(s.data)
 	if err != nil {

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func badRecords(t *testing.T) []badRecord {
 			"OPENAI_API_KEY appears more than once"},
 		{"too big",
 			`{` + key(q(fixtureAPIKey)) + `,"pad":` + q(strings.Repeat("A", maxRecordSize)) + `}`,
-			"more than the"},
+			"larger than 1 MiB, the most a record can be"},
 	}
 }
 
@@ -190,4 +191,37 @@ func TestLoad_notARegularFile(t *testing.T) {
 		!strings.Contains(le.Problem, "not a regular file") {
 		t.Errorf("err = %v, want a *LoadError saying it is not a regular file", err)
 	}
+}
+
+// A file far over the size limit is reported as over it, with its real
+// size: the reader stops one byte past the limit, and that count is not the
+// size of anything.
+func TestLoad_oversizedFileReportsItsRealSize(t *testing.T) {
+	home := t.TempDir()
+	const size = 20 << 20
+	content := `{"OPENAI_API_KEY":"` + fixtureAPIKey + `","pad":"` +
+		strings.Repeat("A", size-len(`{"OPENAI_API_KEY":"`+fixtureAPIKey+`","pad":""}`)) + `"}`
+	if len(content) != size {
+		t.Fatalf("test content is %d bytes, want %d", len(content), size)
+	}
+	path := writeRaw(t, home, content, 0o600)
+
+	_, v, err := NewFile(home, nil).Load(ctxT(t))
+	var le *LoadError
+	if !errors.As(err, &le) || le.Path != path {
+		t.Fatalf("err = %v, want a *LoadError for %s", err, path)
+	}
+	if !strings.Contains(le.Problem, "larger than 1 MiB") {
+		t.Errorf("Problem = %q, want it to say the record is larger than 1 MiB", le.Problem)
+	}
+	if !strings.Contains(le.Problem, "20971520 bytes") {
+		t.Errorf("Problem = %q, want it to give the file's size, 20971520 bytes", le.Problem)
+	}
+	if strings.Contains(le.Problem, strconv.Itoa(maxRecordSize+1)) {
+		t.Errorf("Problem = %q gives the read cap plus one as the size", le.Problem)
+	}
+	if want := versionOf([]byte(content), true); v != want {
+		t.Errorf("version = %q, want the hash of the whole file", v)
+	}
+	assertNoSecret(t, err.Error(), fixtureSecrets(t))
 }

@@ -28,6 +28,13 @@ const (
 // reading it whole would only cost memory.
 const maxRecordSize = 1 << 20
 
+// tooBigError is the problem of a record of size bytes, more than
+// maxRecordSize. size must be what is stored, not what was read of it.
+func tooBigError(size int64) error {
+	return fmt.Errorf("the record is %d bytes, larger than %d MiB, the most a record can be",
+		size, maxRecordSize>>20)
+}
+
 // document is a parsed record together with the members credfsm does not
 // know. Those are kept so that a save does not drop what another program
 // (or a newer Codex) wrote next to the credential.
@@ -50,8 +57,7 @@ func parseDocument(data []byte) (document, error) {
 		return document{}, errors.New("the record is empty")
 	}
 	if len(data) > maxRecordSize {
-		return document{}, fmt.Errorf("the record is %d bytes, more than the %d a record can be",
-			len(data), maxRecordSize)
+		return document{}, tooBigError(int64(len(data)))
 	}
 	members, err := readObject(data)
 	if err != nil {

@@ -96,7 +96,7 @@ func (f *File) snapshot(ctx context.Context) (snapshot, error) {
 
 // read returns the file's content; found is false when there is no file.
 // At most maxRecordSize+1 bytes are kept (one more than a record can be, so
-// the parser can tell), but the version covers the whole file.
+// the parser can tell), but the version and the size cover the whole file.
 func (f *File) read() (snapshot, error) {
 	snap := snapshot{where: f.path}
 	fh, err := os.Open(f.path)
@@ -120,8 +120,10 @@ func (f *File) read() (snapshot, error) {
 	h := sha256.New()
 	data, err := io.ReadAll(io.TeeReader(io.LimitReader(fh, maxRecordSize+1), h))
 	if err == nil && len(data) > maxRecordSize {
-		_, err = io.Copy(h, fh)
+		var rest int64
+		rest, err = io.Copy(h, fh)
 		snap.digest = states.Version(hex.EncodeToString(h.Sum(nil)))
+		snap.size = int64(len(data)) + rest
 	}
 	if err != nil {
 		return snap, f.readError(err)
