@@ -84,7 +84,8 @@ func badRecords(t *testing.T) []badRecord {
 			`{"auth_mode":"chatgpt",` + key(`null`) + `,"last_refresh":"2025-10-01T12:34:56Z"}`,
 			`auth mode "chatgpt" needs tokens, which is missing or null`},
 		{"legacy record with neither key nor tokens", `{` + key(`null`) + `,"tokens":null}`,
-			`auth mode "chatgpt" needs tokens`},
+			`holds neither an API key (OPENAI_API_KEY) nor tokens`},
+		{"empty object", `{}`, `holds neither an API key (OPENAI_API_KEY) nor tokens`},
 		{"host-managed mode without tokens",
 			`{"auth_mode":"chatgptAuthTokens",` + key(q(fixtureXKey)) + `}`,
 			`auth mode "chatgptAuthTokens" needs tokens`},
@@ -224,4 +225,50 @@ func TestLoad_oversizedFileReportsItsRealSize(t *testing.T) {
 		t.Errorf("version = %q, want the hash of the whole file", v)
 	}
 	assertNoSecret(t, err.Error(), fixtureSecrets(t))
+}
+
+// A record that sets no auth_mode and holds neither a key nor tokens is
+// unreadable, and the error says what is (not) there instead of naming the
+// mode Codex's inference would give it, which the file never mentions.
+func TestLoad_recordWithNeitherKeyNorTokens(t *testing.T) {
+	for _, content := range []string{
+		`{}`,
+		`{"OPENAI_API_KEY":null,"tokens":null,"last_refresh":null}`,
+		`{"OPENAI_API_KEY":null}`,
+		`{"tokens":null,"last_refresh":"2025-10-01T12:34:56Z","other":1}`,
+	} {
+		t.Run(content, func(t *testing.T) {
+			home := t.TempDir()
+			path := writeRaw(t, home, content, 0o600)
+			rec, v, err := NewFile(home, nil).Load(ctxT(t))
+			var le *LoadError
+			if !errors.As(err, &le) || le.Path != path || !errors.Is(err, states.ErrUnreadable) {
+				t.Fatalf("err = %v, want a *LoadError for %s wrapping ErrUnreadable", err, path)
+			}
+			if !strings.Contains(le.Problem, "neither an API key") ||
+				!strings.Contains(le.Problem, "nor tokens") {
+				t.Errorf("Problem = %q, want it to say there is neither an API key nor tokens",
+					le.Problem)
+			}
+			for _, unsaid := range []string{"auth mode", "chatgpt"} {
+				if strings.Contains(le.Problem, unsaid) {
+					t.Errorf("Problem = %q names a mode the file does not set", le.Problem)
+				}
+			}
+			if !rec.IsZero() || v != versionOf([]byte(content), true) {
+				t.Errorf("Load = %v, %q; want the zero record and the content's version",
+					rec.Mode, v)
+			}
+		})
+	}
+}
+
+// An inferred API-key record (a key, no auth_mode) with an empty key is
+// described without naming the inferred mode either.
+func TestLoad_inferredAPIKeyRecordWithAnEmptyKey(t *testing.T) {
+	_, err := parseDocument([]byte(`{"OPENAI_API_KEY":"","tokens":null}`))
+	if err == nil || !strings.Contains(err.Error(), "OPENAI_API_KEY is empty") ||
+		strings.Contains(err.Error(), "auth mode") {
+		t.Errorf("err = %v, want it to say OPENAI_API_KEY is empty, naming no auth mode", err)
+	}
 }

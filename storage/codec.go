@@ -49,9 +49,12 @@ type document struct {
 // "apikey" when OPENAI_API_KEY is not null, else "chatgpt"), claims from the
 // id token, expiry from the access token.
 //
-// A record Codex could not load is an error here too, and so are two shapes
-// Codex loads but cannot use: an API-key record without a key and an OAuth
-// record without tokens. Errors never contain any of the input.
+// A record Codex could not load is an error here too, and so are the shapes
+// Codex loads but cannot use: an API-key record without a key, an OAuth
+// record without tokens, and a record with neither a key nor tokens ("{}"
+// among them), which Codex takes for a ChatGPT login without token data.
+// Errors never contain any of the input, and name a mode only when the
+// record sets auth_mode.
 func parseDocument(data []byte) (document, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return document{}, errors.New("the record is empty")
@@ -120,21 +123,24 @@ func parseDocument(data []byte) (document, error) {
 		}
 	}
 
-	switch rec.Mode {
-	case states.ModeAPIKey:
-		if apiKey == nil {
-			return document{}, fmt.Errorf("auth mode %q needs %s, which is missing or null",
-				states.WireAPIKey, fieldAPIKey)
-		}
-		if rec.APIKey.IsZero() {
-			return document{}, fmt.Errorf("auth mode %q needs %s, which is empty",
-				states.WireAPIKey, fieldAPIKey)
-		}
-	default:
-		if tokens == nil {
-			return document{}, fmt.Errorf("auth mode %q needs %s, which is missing or null",
-				rec.Mode, fieldTokens)
-		}
+	// Without auth_mode the mode above is Codex's inference, which the file
+	// does not state; a message then describes what the file holds instead.
+	switch {
+	case authMode == nil && apiKey == nil && tokens == nil:
+		return document{}, fmt.Errorf("the record holds neither an API key (%s) nor tokens "+
+			"(%s), and sets no %s", fieldAPIKey, fieldTokens, fieldAuthMode)
+	case authMode == nil && rec.Mode == states.ModeAPIKey && rec.APIKey.IsZero():
+		return document{}, fmt.Errorf("%s is empty (a record with a key and no %s "+
+			"is an API-key record)", fieldAPIKey, fieldAuthMode)
+	case rec.Mode == states.ModeAPIKey && apiKey == nil:
+		return document{}, fmt.Errorf("auth mode %q needs %s, which is missing or null",
+			states.WireAPIKey, fieldAPIKey)
+	case rec.Mode == states.ModeAPIKey && rec.APIKey.IsZero():
+		return document{}, fmt.Errorf("auth mode %q needs %s, which is empty",
+			states.WireAPIKey, fieldAPIKey)
+	case rec.Mode != states.ModeAPIKey && tokens == nil:
+		return document{}, fmt.Errorf("auth mode %q needs %s, which is missing or null",
+			rec.Mode, fieldTokens)
 	}
 
 	if lastRefresh != nil {

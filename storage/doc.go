@@ -60,9 +60,11 @@
 // and tokens is an API-key record, as it is for Codex. The id token must be
 // a JWT (its claims are read with oauth.ParseIDToken, unverified); the
 // access token may be opaque. A record Codex could not load does not load
-// here either, nor does an API-key record without a key or an OAuth record
-// without tokens: each is a *LoadError wrapping states.ErrUnreadable, which
-// comes back with the version of the unreadable content.
+// here either, nor does an API-key record without a key, an OAuth record
+// without tokens, or a record with neither (such as {}, which Codex takes
+// for a ChatGPT login it cannot use, not for a logout): each is a *LoadError
+// wrapping states.ErrUnreadable, which comes back with the version of the
+// unreadable content.
 //
 // Members credfsm does not know, at the top level and inside tokens, are
 // carried into the record that replaces them on the next save.
