@@ -31,7 +31,10 @@
 //   - It never leaves a torn or half-written auth.json, and never an empty
 //     one: each save writes a 0600 temporary file in the same directory,
 //     syncs it, renames it over auth.json and syncs the directory. The file
-//     is 0600 and the directory 0700 after every save, whatever they were.
+//     is 0600 after every save; the directory is created 0700, and a save
+//     takes away whatever group and other permissions it has, but never
+//     grants one (a home its owner made read-only stays so, and the save
+//     fails with an error wrapping fs.ErrPermission).
 //   - It never falls back to the plaintext file silently: Auto logs a
 //     warning and Info reports InsecureFallback with the reason.
 //   - It never waits on the OS keyring for longer than the time box

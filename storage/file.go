@@ -18,10 +18,11 @@ import (
 
 // File keeps the record in <home>/auth.json, Codex's default store.
 //
-// Every save replaces the file atomically (see writeFileAtomic) and leaves
-// the file 0600 and the home directory 0700, tightening them if they were
-// looser. A file that other users can read still loads, but the store logs
-// a warning once and says so in Info.
+// Every save replaces the file atomically (see writeFileAtomic) with a
+// 0600 one, and takes group and other permissions off the home directory
+// (created 0700 when missing; see ensureDir for what is never changed). A
+// file that other users can read still loads, but the store logs a warning
+// once and says so in Info.
 //
 // Save is a compare-and-swap against the version read before. It does not
 // take the lock: a caller that reads, decides and saves across processes
@@ -177,8 +178,9 @@ func (f *File) write(_ context.Context, rec states.Record, _ snapshot,
 	return versionOf(data, true), nil
 }
 
-// writeBytes creates the home directory if needed, tightens it to 0700 and
-// replaces the file atomically with a 0600 one.
+// writeBytes creates the home directory if needed, takes group and other
+// permissions off it (ensureDir) and replaces the file atomically with a
+// 0600 one.
 func (f *File) writeBytes(data []byte) error {
 	if err := ensureDir(f.home); err != nil {
 		return err
@@ -222,9 +224,22 @@ func (f *File) remove() (removed bool, err error) {
 	return true, nil
 }
 
-// ensureDir creates dir (0700) if it is missing and makes it exactly 0700
-// if it is not: a credential directory is nobody else's business.
+// ensureDir creates dir (0700) if it is missing and takes every group and
+// other permission away from it if it has any: a credential directory is
+// nobody else's business.
+//
+// It never grants: the owner's own bits of an existing directory stay as
+// they are. A home the owner made read-only (0500) stays read-only, and a
+// save into it fails with a permission error instead of quietly making it
+// writable again. Only a directory created here is set to exactly 0700,
+// whatever the umask took from it.
+//
+// A chmod that fails — the directory is another user's, say — fails with
+// an error wrapping the system's, so errors.Is(err, fs.ErrPermission)
+// tells the caller that trying again will not help.
 func ensureDir(dir string) error {
+	_, err := os.Stat(dir)
+	created := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("storage: cannot create %s: %w", dir, err)
 	}
@@ -235,9 +250,14 @@ func ensureDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("storage: cannot inspect %s: %w", dir, err)
 	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("storage: cannot make %s private (0700): %w", dir, err)
+	perm := fi.Mode().Perm()
+	want := perm &^ 0o077
+	if created {
+		want = 0o700
+	}
+	if perm != want {
+		if err := chmod(dir, want); err != nil {
+			return fmt.Errorf("storage: cannot make %s private (mode %#o): %w", dir, want, err)
 		}
 	}
 	return nil
@@ -250,3 +270,7 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	}
 	return l
 }
+
+// chmod is os.Chmod; tests replace it to stand for a directory whose mode
+// this user may not change.
+var chmod = os.Chmod
