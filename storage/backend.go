@@ -39,6 +39,12 @@ type snapshot struct {
 	// only the first of them.
 	size int64
 
+	// target is, for the file store, the file read: auth.json, or the file
+	// a symbolic link there leads to. A save replaces exactly that file, so
+	// its compare and its write are about the same content even when the
+	// link changes in between. Empty when the link could not be followed.
+	target string
+
 	// keyring is what the auto store found in the keyring on the way to
 	// this snapshot; other stores leave it keyringUnused.
 	keyring keyringState

@@ -30,7 +30,9 @@
 //   - It never writes host-managed tokens to disk or keyring through Store.
 //   - It never leaves a torn or half-written auth.json, and never an empty
 //     one: each save writes a 0600 temporary file in the same directory,
-//     syncs it, renames it over auth.json and syncs the directory. The file
+//     syncs it, renames it over auth.json and syncs the directory. When
+//     auth.json is a symbolic link, all of that happens to the file it
+//     leads to, in that file's directory, and the link stays (see File). The file
 //     is 0600 after every save; the directory is created 0700, and a save
 //     takes away whatever group and other permissions it has, but never
 //     grants one (a home its owner made read-only stays so, and the save

@@ -24,6 +24,17 @@ import (
 // file that other users can read still loads, but the store logs a warning
 // once and says so in Info.
 //
+// auth.json may be a symbolic link, as it may for Codex, which reads and
+// writes through it. Load reads the file it leads to; a link to nothing
+// is the empty store. Save replaces the file it leads to (creating it for
+// a link to nothing, when its directory exists) and keeps the link; the
+// compare is against that same file. Delete removes the link, not the
+// file it leads to (see File.remove).
+//
+// TODO: the lock file stays next to the link, so two homes whose auth.json
+// link to one file do not exclude each other's refreshes; the
+// compare-and-swap still keeps either from overwriting the other's save.
+//
 // Save is a compare-and-swap against the version read before. It does not
 // take the lock: a caller that reads, decides and saves across processes
 // holds Lock around all three.
@@ -100,7 +111,14 @@ func (f *File) snapshot(ctx context.Context) (snapshot, error) {
 // the parser can tell), but the version and the size cover the whole file.
 func (f *File) read() (snapshot, error) {
 	snap := snapshot{where: f.path}
-	fh, err := os.Open(f.path)
+	name := f.path
+	if target, err := resolveLink(f.path); err == nil {
+		name, snap.target = target, target
+	}
+	// Otherwise (a link into a missing directory, a loop) the open below
+	// finds no file or fails with the system's reason, and a save finds
+	// out again why it cannot write.
+	fh, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return snap, nil
 	}
@@ -165,28 +183,43 @@ func (f *File) observe(perm fs.FileMode) {
 	}
 }
 
-// write replaces the stored record; the caller has done the compare.
-func (f *File) write(_ context.Context, rec states.Record, _ snapshot,
+// write replaces the stored record; the caller has done the compare, on
+// prev when it is this store's snapshot.
+func (f *File) write(_ context.Context, rec states.Record, prev snapshot,
 	keep document) (states.Version, error) {
 	data, err := encodeDocument(rec, keep, true)
 	if err != nil {
 		return states.NoVersion, err
 	}
-	if err := f.writeBytes(data); err != nil {
+	target := prev.target
+	if target == "" {
+		if target, err = resolveLink(f.path); err != nil {
+			return states.NoVersion, linkError(f.path, err)
+		}
+	}
+	if err := f.writeBytes(data, target); err != nil {
 		return states.NoVersion, err
 	}
 	return versionOf(data, true), nil
 }
 
 // writeBytes creates the home directory if needed, takes group and other
-// permissions off it (ensureDir) and replaces the file atomically with a
-// 0600 one.
-func (f *File) writeBytes(data []byte) error {
+// permissions off it (ensureDir) and replaces target — auth.json, or the
+// file a symbolic link there leads to — atomically with a 0600 file. The
+// directory of a link's target is left as it is.
+func (f *File) writeBytes(data []byte, target string) error {
 	if err := ensureDir(f.home); err != nil {
 		return err
 	}
 	tidyTempFiles(f.home, AuthFileName, staleTempAge)
-	if err := writeFileAtomic(f.path, data); err != nil {
+	if target != f.path {
+		tidyTempFiles(filepath.Dir(target), filepath.Base(target), staleTempAge)
+	}
+	if err := writeFileAtomic(target, data); err != nil {
+		if target != f.path {
+			return fmt.Errorf("storage: cannot write %s (through the symbolic link %s): %w",
+				target, f.path, err)
+		}
 		return fmt.Errorf("storage: cannot write %s: %w", f.path, err)
 	}
 	f.mu.Lock()
@@ -203,8 +236,21 @@ func (f *File) clear(context.Context) ([]states.Removal, error) {
 }
 
 // remove deletes the file; removed is false when there was none.
+//
+// When auth.json is a symbolic link, remove deletes the link and leaves
+// the file it leads to in place, as Codex's logout (which removes the path
+// auth.json) does: that file may be another program's, or shared with
+// one. Load then finds nothing, and the next save writes a regular
+// auth.json. Since the file left behind may still hold a credential, a
+// warning naming it is logged; temporary files that saves through the
+// link left next to it are removed, as they are ours.
 func (f *File) remove() (removed bool, err error) {
 	tidyTempFiles(f.home, AuthFileName, 0)
+	target, terr := resolveLink(f.path)
+	linked := terr == nil && target != f.path
+	if linked {
+		tidyTempFiles(filepath.Dir(target), filepath.Base(target), 0)
+	}
 	err = os.Remove(f.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -217,6 +263,13 @@ func (f *File) remove() (removed bool, err error) {
 		// a power cut is in doubt, so this is reported, not failed.
 		f.logger.Warn("storage: cannot flush the directory after removing the credential file",
 			"path", f.path, "err", err)
+	}
+	if linked {
+		if _, err := os.Lstat(target); err == nil {
+			f.logger.Warn("storage: removed the symbolic link to the credential file; "+
+				"the file it led to is left in place and may still hold a credential",
+				"path", f.path, "target", target)
+		}
 	}
 	f.mu.Lock()
 	f.note = ""
