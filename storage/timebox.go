@@ -74,9 +74,11 @@ func (c keyringClient) call(ctx context.Context, op, entry string,
 		return "", &KeyringError{Op: op, Entry: entry, Pending: true}
 	}
 
+	// start is taken before the deadline is set, so that a call abandoned
+	// at the deadline reports a wait of at least the time box.
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	start := time.Now()
 	select {
 	case g.sem <- struct{}{}:
 	case <-ctx.Done():
