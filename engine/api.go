@@ -124,6 +124,11 @@ type Decision struct {
 // that was already replaced starts nothing: the answer is Retry with the
 // current token. A refused API key is GiveUp with ErrKeyRejected.
 //
+// A 401 for tokens that a recovery brought less than
+// Config.RecoveryCooldown ago is GiveUp with ErrRefusedAgain, and no
+// refresh: an API that refuses every token then costs one redemption per
+// cooldown, not one per request.
+//
 // body is the response body, if the host has it; it is not stored and only
 // its status matters today.
 func (m *Manager) Observe(ctx context.Context, token string, status int, body []byte) Decision {
@@ -161,11 +166,17 @@ func (m *Manager) Observe(ctx context.Context, token string, status int, body []
 		}
 	case cur.state == states.APIKey:
 		return Decision{Action: GiveUp, Err: ErrKeyRejected}
+	case res.Rule == ruleRefusedAgain:
+		return Decision{Action: GiveUp, Err: ErrRefusedAgain}
 	default:
 		return Decision{Action: GiveUp, Err: &TransientError{RetryAt: cur.snap.RetryAt,
 			Detail: firstNonEmpty(cur.snap.LastError, "the refused token could not be replaced yet")}}
 	}
 }
+
+// ruleRefusedAgain is the rule that answers a 401 for tokens a recovery has
+// just brought.
+const ruleRefusedAgain = "unauthorized_again"
 
 func firstNonEmpty(s ...string) string {
 	for _, x := range s {

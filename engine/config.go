@@ -53,6 +53,11 @@ type Config struct {
 	// Skew is how long before expiry tokens count as stale; 0 means
 	// transitions.DefaultSkew (5 minutes).
 	Skew time.Duration
+	// RecoveryCooldown is how long after a 401 made the manager refresh the
+	// tokens a 401 for the new tokens is not met with another refresh but
+	// given up on (ErrRefusedAgain); 0 means
+	// transitions.DefaultRecoveryCooldown (1 minute).
+	RecoveryCooldown time.Duration
 	// ForcedLoginMethod and ForcedWorkspaceID restrict which credentials
 	// may be used; see transitions.Policy.
 	ForcedLoginMethod transitions.Method
@@ -68,9 +73,10 @@ type Config struct {
 	Table *transitions.Table
 
 	// RefreshTimeout bounds a whole refresh (lock, redemption), and
-	// separately the save of its result; 0 means DefaultRefreshTimeout. LockTimeout bounds the wait for the
-	// store lock; 0 means effects.DefaultLockTimeout. HostTimeout bounds a
-	// request to the host refresher; 0 means oauth.DefaultHostTimeout.
+	// separately the save of its result; 0 means DefaultRefreshTimeout.
+	// LockTimeout bounds the wait for the store lock; 0 means
+	// effects.DefaultLockTimeout. HostTimeout bounds a request to the host
+	// refresher; 0 means oauth.DefaultHostTimeout.
 	RefreshTimeout time.Duration
 	LockTimeout    time.Duration
 	HostTimeout    time.Duration
@@ -162,9 +168,10 @@ func (cfg Config) parts() (parts, error) {
 	p := parts{
 		table: cfg.Table,
 		policy: transitions.Policy{
-			Skew:            cfg.Skew,
-			ForcedMethod:    cfg.ForcedLoginMethod,
-			ForcedWorkspace: cfg.ForcedWorkspaceID,
+			Skew:             cfg.Skew,
+			RecoveryCooldown: cfg.RecoveryCooldown,
+			ForcedMethod:     cfg.ForcedLoginMethod,
+			ForcedWorkspace:  cfg.ForcedWorkspaceID,
 		},
 		store:            store,
 		endpoint:         endpoint,

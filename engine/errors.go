@@ -21,6 +21,12 @@ var (
 	ErrTransient = errors.New("engine: the credential cannot be refreshed right now")
 	// ErrKeyRejected: the API refused the API key. Keys are never refreshed.
 	ErrKeyRejected = errors.New("engine: the API refused the API key")
+	// ErrRefusedAgain: the API refused tokens that a refresh, made because
+	// it had refused their predecessors, brought moments ago. A new token
+	// did not help, so the refusal is likely about something a token's age
+	// does not change (a scope, a revoked grant, the account's access);
+	// the manager does not refresh again for Config.RecoveryCooldown.
+	ErrRefusedAgain = errors.New("engine: the API refused the tokens a refresh had just brought")
 	// ErrClosed: the Manager was closed.
 	ErrClosed = errors.New("engine: manager closed")
 	// ErrInternal: the machine reached a situation its table does not cover.

@@ -16,6 +16,7 @@ import (
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/transitions"
 )
 
 // lifecycleRun is what a run of the full lifecycle saw: every secret that
@@ -171,8 +172,22 @@ func runLifecycle(t *testing.T, r *rig) lifecycleRun {
 		t.Fatalf("recovery did not start a new generation")
 	}
 
-	// Permanent failure: the provider revoked the session; the next 401
-	// fails for good, and nothing is written.
+	// The API refuses the recovered token too: refreshing once more would
+	// not help, so the manager gives up on the request without a redemption.
+	d = m.Observe(ctx, a3, http.StatusUnauthorized, nil)
+	if d.Action != engine.GiveUp || !errors.Is(d.Err, engine.ErrRefusedAgain) {
+		t.Fatalf("401 for the recovered token: %v (%v), want give up with ErrRefusedAgain", d.Action, d.Err)
+	}
+	if diff := cmp.Diff([]string{"unauthorized_again"}, rules.next(t, 1)); diff != "" {
+		t.Errorf("401 again: rules (-want +got):\n%s", diff)
+	}
+	if st := r.srv.Stats(); st.Redemptions != 2 || st.Requests != 2 {
+		t.Fatalf("401 again: server stats %+v, want nothing new", st)
+	}
+
+	// Permanent failure: the provider revoked the session; the next 401,
+	// once the cooldown has passed, fails for good, and nothing is written.
+	r.clock.Advance(transitions.DefaultRecoveryCooldown)
 	if !r.srv.Revoke(stored.RefreshToken) {
 		t.Fatal("the server does not know the stored refresh token")
 	}

@@ -179,6 +179,16 @@ func wantSameGeneration(t *testing.T, before, after states.Extended) {
 	}
 }
 
+// wantRecoveryNoted: a 401 at epoch started a recovery of the generation
+// it refused, and nothing else changed.
+func wantRecoveryNoted(t *testing.T, before, after states.Extended) {
+	t.Helper()
+	before.RecoveryAt, before.RecoveryFrom = epoch, before.Generation
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("extended state (-want +got):\n%s", diff)
+	}
+}
+
 func wantUnchanged(t *testing.T, before, after states.Extended) {
 	t.Helper()
 	if diff := cmp.Diff(before, after); diff != "" {
@@ -608,7 +618,30 @@ func TestBehaviourUnauthorized(t *testing.T) {
 			event:    on401,
 			want:     rule("unauthorized_refresh", states.Fresh, states.Refreshing),
 			commands: lockAndReread,
-			check:    wantUnchanged,
+			check:    wantRecoveryNoted,
+		},
+		ignored("unauthorized/tokens_a_recovery_just_brought_are_not_refreshed_again", refreshed, on401,
+			"unauthorized_again", states.Fresh),
+		{
+			name:     "unauthorized/after_the_cooldown_a_recovery_starts_again",
+			path:     refreshed,
+			event:    on401AfterCooldown,
+			want:     rule("unauthorized_refresh", states.Fresh, states.Refreshing),
+			commands: lockAndReread,
+			check: func(t *testing.T, before, after states.Extended) {
+				if want := epoch.Add(transitions.DefaultRecoveryCooldown); !after.RecoveryAt.Equal(want) ||
+					after.RecoveryFrom != before.Generation {
+					t.Errorf("recovery noted at %v from generation %d, want %v from %d",
+						after.RecoveryAt, after.RecoveryFrom, want, before.Generation)
+				}
+			},
+		},
+		{
+			name:     "unauthorized/a_login_ends_the_cooldown",
+			path:     append(slices.Clone(refreshed), onLogin(recFresh), onPersisted("v3")),
+			event:    on401,
+			want:     rule("unauthorized_refresh", states.Fresh, states.Refreshing),
+			commands: lockAndReread,
 		},
 		{
 			name:     "unauthorized/managed_stale_refreshes",

@@ -284,5 +284,6 @@ func configuration(m *engine.Machine, p transitions.Policy) string {
 	r := x.Record
 	return fmt.Sprint(m.State(), r.Mode, r.AccountID(), x.Failure, x.FromEnv, x.Unsaved,
 		!x.RetryAt.IsZero(), x.Generation > 0, p.Stale(r, epoch), transitions.Expired(r, epoch),
-		r.AccessExpiry.IsZero(), r.LastRefresh.IsZero())
+		r.AccessExpiry.IsZero(), r.LastRefresh.IsZero(),
+		!x.RecoveryAt.IsZero(), x.Generation > x.RecoveryFrom)
 }

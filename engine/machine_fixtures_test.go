@@ -130,6 +130,12 @@ func on401(ext states.Extended) states.Event {
 	return states.Unauthorized{At: epoch, Generation: ext.Generation}
 }
 
+// on401AfterCooldown is a 401 for the current tokens once the cooldown of
+// a recovery at epoch has passed: it starts a recovery of its own.
+func on401AfterCooldown(ext states.Extended) states.Event {
+	return states.Unauthorized{At: epoch.Add(transitions.DefaultRecoveryCooldown), Generation: ext.Generation}
+}
+
 func onRefreshRequested(states.Extended) states.Event { return states.RefreshRequested{At: epoch} }
 
 func onTokenAt(at time.Time) pathStep {

@@ -32,7 +32,7 @@ func TestSpentRefreshTokenIsNeverAdoptedAgain(t *testing.T) {
 	})
 
 	t.Run("reread_of_the_spent_token_redeems_the_successor", func(t *testing.T) {
-		m := reachByPath(t, transitions.Policy{}, append(unsaved, on401)...)
+		m := reachByPath(t, transitions.Policy{}, append(unsaved, on401AfterCooldown)...)
 		res := stepOK(t, m, rereadResaved(m.Extended()))
 		if res.Rule != "reread_unchanged" {
 			t.Fatalf("rule = %s, want reread_unchanged", res.Rule)
@@ -60,7 +60,7 @@ func TestSpentRefreshTokenIsNeverAdoptedAgain(t *testing.T) {
 	})
 
 	t.Run("failed_successor_stays_failed_on_reload", func(t *testing.T) {
-		m := reachByPath(t, transitions.Policy{}, append(unsaved, on401, onRereadUnchanged,
+		m := reachByPath(t, transitions.Policy{}, append(unsaved, on401AfterCooldown, onRereadUnchanged,
 			onRejected(states.ReasonExpired))...)
 		if m.State() != states.FailedPermanent {
 			t.Fatalf("state = %v, want failed_permanent", m.State())

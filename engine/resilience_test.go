@@ -15,6 +15,7 @@ import (
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/transitions"
 )
 
 // TestManagerKeepsRotatedTokensWhenTheIDTokenIsBad: the server redeems the
@@ -43,6 +44,7 @@ func TestManagerKeepsRotatedTokensWhenTheIDTokenIsBad(t *testing.T) {
 		t.Fatalf("snapshot %+v, want the old claims and a note about the id token", s)
 	}
 
+	r.clock.Advance(transitions.DefaultRecoveryCooldown) // a 401 sooner would be given up on
 	if d := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil); d.Action != engine.Retry {
 		t.Fatalf("next 401: %v (%v), want retry", d.Action, d.Err)
 	}
@@ -95,6 +97,7 @@ func TestManagerServesUnsavedTokens(t *testing.T) {
 
 	// The next refresh redeems the live refresh token and saves.
 	failing.Store(false)
+	r.clock.Advance(transitions.DefaultRecoveryCooldown)
 	next := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil)
 	if next.Action != engine.Retry {
 		t.Fatalf("next 401: %v (%v), want retry", next.Action, next.Err)
@@ -190,6 +193,7 @@ func TestManagerReloadNeverAppliesAnOldRead(t *testing.T) {
 		t.Fatalf("Token after the reload: %s, %v; want the refreshed token %s, not the spent one",
 			fingerprint(got), err, fingerprint(d.Token))
 	}
+	r.clock.Advance(transitions.DefaultRecoveryCooldown)
 	if next := m.Observe(ctx, d.Token, http.StatusUnauthorized, nil); next.Action != engine.Retry {
 		t.Fatalf("next 401: %v (%v), want retry", next.Action, next.Err)
 	}

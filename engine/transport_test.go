@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +17,7 @@ import (
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/transitions"
 )
 
 // apiServer stands in for the API the host calls. It answers 401 to the
@@ -400,5 +402,51 @@ func TestTransportKeepsCredentialsToTheOrigin(t *testing.T) {
 	}
 	if n := r.srv.Stats().Redemptions; n != 0 {
 		t.Errorf("the other origin's 401 caused %d redemption(s), want 0", n)
+	}
+}
+
+// TestTransportAgainstAnAPIThatRefusesEveryToken: the first request's 401
+// costs one refresh and one retry; the retry's 401, and every request after
+// it within the recovery cooldown, is handed back as it came, without
+// another redemption. Once the cooldown has passed, one recovery may run
+// again.
+func TestTransportAgainstAnAPIThatRefusesEveryToken(t *testing.T) {
+	r := newRig(t)
+	m := r.start(r.config())
+	ts := r.issue(mainAccount)
+	if err := m.LoginTokens(context.Background(), ts.IDToken, ts.AccessToken, ts.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		http.Error(w, `{"error":"insufficient_scope"}`, http.StatusUnauthorized)
+	}))
+	t.Cleanup(api.Close)
+	client := &http.Client{Transport: m.Transport(api.Client().Transport)}
+
+	get := func() {
+		t.Helper()
+		resp, err := client.Get(api.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d, want the API's 401", resp.StatusCode)
+		}
+	}
+	for range 20 {
+		get()
+	}
+	if n, c := r.srv.Stats().Redemptions, calls.Load(); n != 1 || c != 21 {
+		t.Errorf("20 requests: %d redemptions and %d API calls, want 1 and 21 (one retry)", n, c)
+	}
+
+	r.clock.Advance(transitions.DefaultRecoveryCooldown)
+	get()
+	get()
+	if n := r.srv.Stats().Redemptions; n != 2 {
+		t.Errorf("after the cooldown: %d redemptions in all, want 2", n)
 	}
 }

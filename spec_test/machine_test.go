@@ -76,16 +76,27 @@ type extended struct {
 	Attempts   int
 	Unsaved    bool
 	Spent      states.Secret
+	QuietUntil time.Time
+	QuietAbove uint64
 }
 
 func modelExtended(m *enginetest.Model) extended {
 	return extended{m.Record, m.Version, m.Generation, m.FromEnv, m.Failure, m.HasError, m.RetryAt,
-		m.Attempts, m.Unsaved, m.Spent}
+		m.Attempts, m.Unsaved, m.Spent, m.QuietUntil, m.QuietAbove}
 }
 
 func machineExtended(e states.Extended) extended {
 	return extended{e.Record, e.Version, e.Generation, e.FromEnv, e.Failure, e.LastError != "",
-		e.RetryAt, e.Attempts, e.Unsaved, e.Spent}
+		e.RetryAt, e.Attempts, e.Unsaved, e.Spent, quietUntil(e), e.RecoveryFrom}
+}
+
+// quietUntil is when the cooldown of the machine's last recovery ends, under
+// the default policy the suite runs with.
+func quietUntil(e states.Extended) time.Time {
+	if e.RecoveryAt.IsZero() {
+		return time.Time{}
+	}
+	return e.RecoveryAt.Add(transitions.DefaultRecoveryCooldown)
 }
 
 // errorClass names the sentinel an error from Step wraps.

@@ -155,6 +155,10 @@ func (st *simStore) save(rec states.Record, expected states.Version) (states.Ver
 		st.memory = &r
 		return states.Version("memory:" + canon(rec)), true
 	}
+	// auth.json keeps no expiry of its own: a load reads the access token's
+	// exp, in whole seconds, which is earlier than an expiry counted from an
+	// RFC 6749 expires_in at a moment with a fraction of a second.
+	rec.AccessExpiry = rec.AccessExpiry.Truncate(time.Second)
 	// A persisted credential replaces host-managed tokens in memory.
 	st.file, st.corrupt, st.memory = rec, 0, nil
 	return st.fileVersion(), true
@@ -537,8 +541,15 @@ func (s *sim) observe(token string) result {
 	if token == "" || token != s.bearer() {
 		gen--
 	}
+	m := &s.model
+	// Tokens that a recovery brought moments ago, refused too.
+	again := gen == m.Generation && (m.State == states.Fresh || m.State == states.Stale) &&
+		m.Generation > m.QuietAbove && s.now.Before(m.QuietUntil)
 	if _, err := s.apply(states.Unauthorized{At: s.now, Generation: gen}); err != nil {
 		return result{Action: "give up", Err: errClass(err)}
+	}
+	if again {
+		return result{Action: "give up", Err: "refused again"}
 	}
 	return s.decide(token)
 }

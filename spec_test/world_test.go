@@ -654,6 +654,8 @@ func errClass(err error) string {
 		return "transient"
 	case errors.Is(err, engine.ErrKeyRejected):
 		return "key rejected"
+	case errors.Is(err, engine.ErrRefusedAgain):
+		return "refused again"
 	case errors.Is(err, engine.ErrNotRefreshable):
 		return "not refreshable"
 	case errors.Is(err, engine.ErrClosed):

@@ -45,6 +45,15 @@ type Extended struct {
 	// newer than memory: it is never adopted, and never redeemed again.
 	Spent Secret
 
+	// RecoveryAt is when a 401 for the current tokens last started a
+	// recovery (a refresh, or a request to the host), and RecoveryFrom the
+	// generation that 401 refused. Tokens of a later generation refused
+	// again soon after are not refreshed once more: a new token did not
+	// help, so the refusal is about something else. Zero when no recovery
+	// ran since the last login.
+	RecoveryAt   time.Time
+	RecoveryFrom uint64
+
 	// Unsaved is true when the tokens in Record could not be persisted (the
 	// save failed or the store changed underneath). They are still served;
 	// the next refresh persists its result as usual.

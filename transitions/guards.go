@@ -107,6 +107,14 @@ var (
 		return eventGeneration(in.Event) != in.Ext.Generation
 	}}
 
+	// refusedAgain: the refused tokens are newer than those whose 401
+	// started the last recovery, and that was less than the cooldown ago.
+	refusedAgain = Guard{"refused again soon after a recovery", func(in Input) bool {
+		x := in.Ext
+		return !x.RecoveryAt.IsZero() && x.Generation > x.RecoveryFrom &&
+			in.Policy.WithinRecoveryCooldown(x.RecoveryAt, in.Event.Time())
+	}}
+
 	hostManaged = Guard{"host-managed", func(in Input) bool {
 		return in.Ext.Record.Mode == states.ModeExternal
 	}}

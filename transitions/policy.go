@@ -24,6 +24,12 @@ const (
 	DefaultBackoffBase = 5 * time.Second
 	DefaultBackoffMax  = 5 * time.Minute
 
+	// DefaultRecoveryCooldown is how long after a 401 started a recovery a
+	// 401 for the tokens that recovery brought is answered without another
+	// refresh. An API that refuses every token would otherwise cost one
+	// redemption per request.
+	DefaultRecoveryCooldown = time.Minute
+
 	// maxRetryAfter caps a server's Retry-After hint, so that a bogus hint
 	// cannot park a credential for days.
 	maxRetryAfter = time.Hour
@@ -58,6 +64,9 @@ type Policy struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 
+	// RecoveryCooldown: see DefaultRecoveryCooldown.
+	RecoveryCooldown time.Duration
+
 	// ForcedMethod, when set, allows only credentials of that kind.
 	ForcedMethod Method
 	// ForcedWorkspace, when set, allows only OAuth tokens whose id token
@@ -79,6 +88,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.BackoffMax <= 0 {
 		p.BackoffMax = DefaultBackoffMax
+	}
+	if p.RecoveryCooldown <= 0 {
+		p.RecoveryCooldown = DefaultRecoveryCooldown
 	}
 	if p.BackoffMax < p.BackoffBase {
 		p.BackoffMax = p.BackoffBase
@@ -178,4 +190,10 @@ func (p Policy) WorkspaceMismatch(c states.Claims) string {
 	}
 	return fmt.Sprintf("the host returned tokens for workspace %q, but workspace %q is required",
 		c.AccountID, p.ForcedWorkspace)
+}
+
+// WithinRecoveryCooldown reports whether now is less than the recovery
+// cooldown after a recovery that started at started.
+func (p Policy) WithinRecoveryCooldown(started, now time.Time) bool {
+	return now.Sub(started) < p.withDefaults().RecoveryCooldown
 }

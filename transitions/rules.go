@@ -116,15 +116,19 @@ var rules = []Rule{
 
 	// The API refused a token. Only a 401 for the current generation starts
 	// recovery; one for a replaced token just means "retry with the current
-	// one". A refused API key is reported, never refreshed.
+	// one". Nor does a 401 for the tokens a recovery has just brought: a new
+	// token was refused too, so another would not help. A refused API key
+	// is reported, never refreshed.
 	{ID: "unauthorized_old_generation", From: only(states.APIKey, states.Fresh, states.Stale),
 		On: states.KindUnauthorized, Guard: notCurrent, To: Stay},
+	{ID: "unauthorized_again", From: only(states.Fresh, states.Stale), On: states.KindUnauthorized,
+		Guard: refusedAgain, To: Stay},
 	{ID: "unauthorized_backing_off", From: only(states.Stale), On: states.KindUnauthorized,
 		Guard: backingOff, To: Stay},
 	{ID: "unauthorized_host", From: withTokens, On: states.KindUnauthorized, Guard: hostManaged,
-		To: states.ExternalRefresh, Commands: cmds(askHost)},
+		To: states.ExternalRefresh, Update: noteRecovery, Commands: cmds(askHost)},
 	{ID: "unauthorized_refresh", From: withTokens, On: states.KindUnauthorized,
-		To: states.Refreshing, Commands: cmds(lockReread)},
+		To: states.Refreshing, Update: noteRecovery, Commands: cmds(lockReread)},
 	{ID: "unauthorized_api_key", From: only(states.APIKey), On: states.KindUnauthorized, To: Stay},
 	{ID: "unauthorized_wait", From: waiting, On: states.KindUnauthorized, To: Stay},
 	{ID: "unauthorized_no_credential", From: only(states.LoggedOut, states.FailedPermanent),

@@ -36,6 +36,7 @@ func fail(next *states.Extended, r states.Reason, why string) {
 	next.RetryAt = time.Time{}
 	next.Attempts = 0
 	next.Unsaved = false
+	next.RecoveryAt, next.RecoveryFrom = time.Time{}, 0
 }
 
 // backoff records a transient failure and when the next attempt may start.
@@ -80,6 +81,12 @@ var (
 		// whatever happened to the previous session is over.
 		next.Record = states.Record{}
 		adopt(next, e.Record, next.Version, false)
+		next.RecoveryAt, next.RecoveryFrom = time.Time{}, 0
+	}}
+
+	noteRecovery = Update{"note the recovery", func(in Input, next *states.Extended) {
+		next.RecoveryAt = in.Event.Time()
+		next.RecoveryFrom = next.Generation
 	}}
 
 	logout = Update{"forget the credential", func(in Input, next *states.Extended) {

@@ -46,6 +46,13 @@ type Model struct {
 	// be and RetryAt the earliest; Pin narrows it to what was observed.
 	RetryAt     time.Time
 	RetryLatest time.Time
+
+	// QuietUntil and QuietAbove describe the last recovery a 401 started:
+	// until QuietUntil, a 401 for tokens of a generation above QuietAbove
+	// (tokens that came after the refused ones) starts no new recovery.
+	// Zero when no recovery ran since the last login.
+	QuietUntil time.Time
+	QuietAbove uint64
 }
 
 // Errors Step returns. They wrap the engine's sentinels, so that a test can
@@ -177,6 +184,7 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 		}
 		m.Record = states.Record{} // so that adopt always starts a new generation
 		m.adopt(e.Record, m.Version, false)
+		m.QuietUntil, m.QuietAbove = time.Time{}, 0
 		save := m.persist(states.AnyVersion)
 		switch {
 		case e.Record.Mode == states.ModeAPIKey:
@@ -259,6 +267,11 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 				// current one, start nothing.
 				return s, nil, nil
 			}
+			if m.Generation > m.QuietAbove && now.Before(m.QuietUntil) {
+				// The tokens a recovery just brought were refused too:
+				// another refresh would not help.
+				return s, nil, nil
+			}
 			if s == states.Stale {
 				off, err := m.backingOff(now)
 				if err != nil {
@@ -268,6 +281,8 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 					return s, nil, nil
 				}
 			}
+			m.QuietUntil = now.Add(m.Policy.recoveryCooldown())
+			m.QuietAbove = m.Generation
 			if m.hostManaged() {
 				return m.askHost()
 			}
@@ -491,6 +506,7 @@ func (m *Model) fail(r states.Reason) {
 	m.HasError = true
 	m.RetryAt, m.RetryLatest, m.Attempts = time.Time{}, time.Time{}, 0
 	m.Unsaved = false
+	m.QuietUntil, m.QuietAbove = time.Time{}, 0
 }
 
 // backoff records a transient failure at now. A negative jitter means it is

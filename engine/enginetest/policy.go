@@ -17,6 +17,10 @@ type Policy struct {
 	BackoffBase time.Duration // default 5 seconds
 	BackoffMax  time.Duration // default 5 minutes
 
+	// RecoveryCooldown (default 1 minute): after a 401 started a recovery,
+	// how long a 401 for the tokens it brought starts none.
+	RecoveryCooldown time.Duration
+
 	// ForcedMethod is "", "chatgpt" (OAuth tokens only) or "api" (API keys
 	// only). ForcedWorkspace, when set, is the only workspace whose OAuth
 	// tokens may be used.
@@ -31,10 +35,15 @@ const (
 	defaultBackoffBase = 5 * time.Second
 	defaultBackoffMax  = 5 * time.Minute
 	retryAfterCap      = time.Hour
+
+	defaultRecoveryCooldown = time.Minute
 )
 
 func (p Policy) skew() time.Duration   { return orDefault(p.Skew, defaultSkew) }
 func (p Policy) maxAge() time.Duration { return orDefault(p.MaxAge, defaultMaxAge) }
+func (p Policy) recoveryCooldown() time.Duration {
+	return orDefault(p.RecoveryCooldown, defaultRecoveryCooldown)
+}
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
