@@ -107,7 +107,14 @@ func TestTraceErrors(t *testing.T) {
 			`line 1: field "force": not a field of logout_requested (it takes: no other field)`},
 		{"advance without by", `{"event":"advance"}`, `line 1: field "by": missing`},
 		{"advance backwards", `{"event":"advance","by":"-1m"}`,
-			`line 1: field "by": want a positive duration`},
+			`line 1: field "by": want a positive duration such as "10m"`},
+		{"advance by a bad duration", `{"event":"advance","by":"soon"}`,
+			`line 1: field "by": want a duration such as "10m"`},
+		{"bad expiry", `{"event":"loaded","record":{"mode":"chatgpt","access_expires_in":"1 h"}}`,
+			`line 1: field "record.access_expires_in": want a duration such as "1h", or "-1h" ` +
+				`for a token that has already expired`},
+		{"line too long", "\n" + `{"event":"woke","error":"` + strings.Repeat("x", maxTraceLine) +
+			`"}` + "\n", "line 2: longer than 1048575 bytes, the most a trace line may hold"},
 		{"bad duration", `{"event":"advance","by":10}`,
 			`line 1: field "by": want a duration string`},
 		{"login without record", `{"event":"login_requested"}`, `line 1: field "record": missing`},
@@ -143,5 +150,24 @@ func TestTraceErrors(t *testing.T) {
 				t.Errorf("got error %v, want one starting %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAdvanceHints: what the message for a bad "by" suggests is accepted.
+func TestAdvanceHints(t *testing.T) {
+	for _, by := range []string{`"soon"`, `10`, `"-1m"`, `"0s"`} {
+		_, err := parseTrace(strings.NewReader(`{"event":"advance","by":` + by + `}`))
+		if err == nil {
+			t.Fatalf("by %s: accepted", by)
+		}
+		_, example, ok := strings.Cut(err.Error(), "such as ")
+		if !ok {
+			t.Fatalf("by %s: %v gives no example", by, err)
+		}
+		example, _, _ = strings.Cut(example, ";")
+		line := `{"event":"advance","by":` + example + `}`
+		if _, err := parseTrace(strings.NewReader(line)); err != nil {
+			t.Errorf("by %s: the example %s is refused: %v", by, example, err)
+		}
 	}
 }

@@ -101,13 +101,18 @@ func (e *traceError) Error() string {
 	return fmt.Sprintf("line %d: %s", e.line, e.msg)
 }
 
+// maxTraceLine bounds the buffer of a trace line, newline included. An
+// event is a few hundred bytes.
+const maxTraceLine = 1 << 20
+
 // parseTrace reads a whole trace. Blank lines and lines whose first
 // non-blank character is '#' are skipped. It stops at the first problem.
 func parseTrace(r io.Reader) ([]traceEntry, error) {
 	var out []traceEntry
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(make([]byte, 64*1024), maxTraceLine)
+	n := 1 // the line Scan reads next
+	for ; sc.Scan(); n++ {
 		text := bytes.TrimSpace(sc.Bytes())
 		if len(text) == 0 || text[0] == '#' {
 			continue
@@ -118,8 +123,12 @@ func parseTrace(r io.Reader) ([]traceEntry, error) {
 		}
 		out = append(out, e)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading the trace: %w", err)
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, &traceError{line: n, msg: fmt.Sprintf("longer than %d bytes, the most a "+
+			"trace line may hold; one event takes a line of its own", maxTraceLine-1)}
+	case err != nil:
+		return nil, fmt.Errorf("line %d: cannot read it: %w", n, err)
 	}
 	return out, nil
 }
@@ -161,12 +170,12 @@ func parseTraceLine(n int, text []byte) (traceEntry, error) {
 	}
 
 	// Each field means the same in every event that takes it.
-	p.duration("by", &e.by)
+	p.duration("by", `"10m"`, &e.by)
 	if e.event == traceAdvance {
 		if _, ok := fields["by"]; !ok {
 			p.fail("by", `missing; say how far the clock moves, e.g. "10m"`)
 		} else if e.by <= 0 {
-			p.fail("by", "want a positive duration")
+			p.fail("by", `want a positive duration such as "10m"; the clock never goes back`)
 		}
 	}
 	if raw, ok := fields["record"]; ok && p.err == nil {
@@ -201,7 +210,7 @@ func parseTraceLine(n int, text []byte) (traceEntry, error) {
 	p.boolean("unreadable", &e.unreadable)
 	if _, ok := fields["access_expires_in"]; ok {
 		var d time.Duration
-		p.duration("access_expires_in", &d)
+		p.duration("access_expires_in", expiresExample, &d)
 		e.expiresIn = &d
 	}
 	p.boolean("rotated", &e.rotated)
@@ -210,7 +219,7 @@ func parseTraceLine(n int, text []byte) (traceEntry, error) {
 			p.fail("status", "want an HTTP status such as 503 (0: no response)")
 		}
 	}
-	p.duration("retry_after", &e.retryAfter)
+	p.duration("retry_after", `"30s"`, &e.retryAfter)
 	if raw, ok := fields["jitter"]; ok && p.err == nil {
 		if json.Unmarshal(raw, &e.jitter) != nil || e.jitter < 0 || e.jitter >= 1 {
 			p.fail("jitter", "want a number in [0, 1)")
@@ -282,19 +291,25 @@ func (p *fieldParser) boolean(name string, dst *bool) {
 	}
 }
 
-func (p *fieldParser) duration(name string, dst *time.Duration) {
+// expiresExample is the example of an access_expires_in, which may be
+// negative.
+const expiresExample = `"1h", or "-1h" for a token that has already expired`
+
+// duration decodes a Go duration string. example is one the field accepts,
+// quoted, for the message when the value is not a duration.
+func (p *fieldParser) duration(name, example string, dst *time.Duration) {
 	raw, ok := p.fields[name]
 	if !ok || p.err != nil {
 		return
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
-		p.fail(name, `want a duration string such as "10m" or "-1h"`)
+		p.fail(name, "want a duration string such as "+example)
 		return
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		p.fail(name, `want a duration such as "10m" or "-1h"`)
+		p.fail(name, "want a duration such as "+example)
 		return
 	}
 	*dst = d
@@ -327,12 +342,12 @@ func (p *fieldParser) record(raw json.RawMessage) *recordSpec {
 	}
 	if _, ok := fields["access_expires_in"]; ok {
 		var d time.Duration
-		sub.duration("access_expires_in", &d)
+		sub.duration("access_expires_in", expiresExample, &d)
 		spec.expiresIn = &d
 	}
 	if _, ok := fields["last_refresh_ago"]; ok {
 		var d time.Duration
-		sub.duration("last_refresh_ago", &d)
+		sub.duration("last_refresh_ago", `"2h"`, &d)
 		spec.lastRefreshAgo = &d
 	}
 	sub.str("email", &spec.email)
