@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/credfsm/credfsm/effects"
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/states"
@@ -132,12 +133,16 @@ type session struct {
 	m          *engine.Manager
 	home       string
 	homeSource string
+	work       *workLog // what the manager was busy with, step by step
 }
 
 // open builds the Manager every command but demo and replay uses, and
 // loads the credential. Loading never writes: a Manager that only loads
 // and reports leaves every store as it was.
-func (a *app) open(ctx context.Context) (*session, error) {
+//
+// lockWait bounds the wait for the store lock; 0 leaves the engine's
+// default.
+func (a *app) open(ctx context.Context, lockWait time.Duration) (*session, error) {
 	home, source, err := a.resolveHome()
 	if err != nil {
 		return nil, err
@@ -150,6 +155,7 @@ func (a *app) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	work := &workLog{}
 	m, err := engine.New(ctx, engine.Config{
 		Home:           home,
 		StoreMode:      mode,
@@ -157,32 +163,52 @@ func (a *app) open(ctx context.Context) (*session, error) {
 		Logger:         a.logger(),
 		HonorEnvAPIKey: a.flags.useEnvKey,
 		Getenv:         a.getenv,
+		LockTimeout:    lockWait,
+		OnTransition:   work.record,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot start: %w", err)
 	}
-	return &session{m: m, home: home, homeSource: source}, nil
+	return &session{m: m, home: home, homeSource: source, work: work}, nil
 }
 
-// withTimeout bounds a command that may talk to the token endpoint.
 // withSession runs fn with a manager for the configured home, under the
 // --timeout context, and closes the manager when fn returns. fn may close it
 // earlier itself (Close is idempotent), to have every transition delivered
-// before it reports.
-func (a *app) withSession(cmd *cobra.Command, fn func(ctx context.Context, s *session) error) error {
+// before it reports. An error that is the --timeout running out is
+// explained by what the manager was busy with at the time.
+func (a *app) withSession(cmd *cobra.Command, lockWait time.Duration,
+	fn func(ctx context.Context, s *session) error) error {
 	ctx, cancel := a.withTimeout(cmd.Context())
 	defer cancel()
-	s, err := a.open(ctx)
+	s, err := a.open(ctx, lockWait)
 	if err != nil {
 		return err
 	}
 	defer s.m.Close()
-	return fn(ctx, s)
+	return s.gaveUp(ctx, fn(ctx, s))
 }
 
+// withTimeout bounds a command that may wait for the store lock or talk to
+// the token endpoint.
 func (a *app) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if a.flags.timeout <= 0 {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, a.flags.timeout)
+}
+
+// writeLockWait is how long login and logout wait for the store lock, which
+// another process may hold for a whole refresh: half of --timeout, at most
+// the engine's default. Both go on without waiting for the deadline: logout
+// clears the stores without the lock, and a login reports its save as
+// failed. Waiting for the lock until the deadline would leave them no time
+// for that; the save or the clearing would then be abandoned, or finish
+// only after credctl had reported something else.
+func (a *app) writeLockWait() time.Duration {
+	half := a.flags.timeout / 2
+	if half <= 0 || half >= effects.DefaultLockTimeout {
+		return 0
+	}
+	return half
 }

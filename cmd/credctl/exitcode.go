@@ -28,11 +28,13 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  usage error, bad input (a flag, stdin, a trace, an auth.json that
      cannot be read) or any other error
-  2  not signed in: nothing is stored; run "credctl login"
+  2  not signed in: nothing is stored; sign in with "codex login", or
+     with "credctl login --api-key" or "credctl login --tokens"
   3  sign in again: the credential failed for good (refresh token
      expired, reused or revoked); the message says why
   4  temporary failure: the token could not be refreshed right now
-     (network, server error, rate limit); the message says when to retry`
+     (network, server error, rate limit, the store lock held by another
+     process); the message says when to retry`
 
 // cliError is an error with its exit code and a one-line message for
 // people. Commands return it for failures they describe themselves.
@@ -63,7 +65,8 @@ func describe(err error) (int, string) {
 	}
 	var tr *engine.TransientError
 	if errors.As(err, &tr) {
-		return exitTransient, transientLine(tr.RetryAt, tr.Detail, time.Now())
+		// Without a snapshot the expiry is unknown; tokenFailure adds it.
+		return exitTransient, transientLine(tr.RetryAt, tr.Detail, time.Time{}, time.Now())
 	}
 	switch {
 	case errors.Is(err, engine.ErrLoggedOut):
@@ -71,16 +74,22 @@ func describe(err error) (int, string) {
 	case errors.Is(err, engine.ErrNotRefreshable):
 		return exitError, "the credential is an API key, which is never refreshed; nothing to do"
 	case errors.Is(err, context.DeadlineExceeded):
-		return exitTransient, "gave up waiting (see --timeout); the token server did not answer " +
-			"in time; try again later"
+		// A session names what it waited for (see gaveUp); here that is
+		// not known.
+		return exitTransient, "gave up waiting (see --timeout); try again later"
 	case errors.Is(err, context.Canceled):
 		return exitError, "interrupted"
 	}
 	return exitError, oneLine(strings.TrimPrefix(err.Error(), "engine: "))
 }
 
-const loggedOutLine = `not signed in: nothing is stored; sign in with "credctl login --api-key" ` +
-	`or "credctl login --tokens" (or "codex login")`
+// signInHint says how to sign in. Codex users sign in with Codex, which
+// stores what credctl reads; anyone can pipe a key or tokens to credctl.
+// The exit code table (exitCodesHelp) and the README say the same.
+const signInHint = `sign in with "codex login", or with "credctl login --api-key" or ` +
+	`"credctl login --tokens"`
+
+const loggedOutLine = "not signed in: nothing is stored; " + signInHint
 
 // permanentLine says why a credential failed for good and what to do. An
 // unreadable store is bad input (exit 1): a person must look at the file
@@ -100,11 +109,23 @@ func permanentLine(r states.Reason, detail string) (int, string) {
 	return code, oneLine(msg)
 }
 
-// transientLine says that no token is usable now and when to try again.
-func transientLine(retryAt time.Time, detail string, now time.Time) string {
-	msg := "the access token has expired and could not be refreshed right now"
+// transientLine says that the tokens could not be refreshed for now, what
+// that means for the access token in hand, and when to try again. expiry is
+// the access token's (zero when unknown): a refresh can fail long before
+// the token expires, and saying it has expired then would send people
+// looking for a problem they do not have.
+func transientLine(retryAt time.Time, detail string, expiry, now time.Time) string {
+	msg := "the tokens could not be refreshed right now"
+	if !expiry.IsZero() && !expiry.After(now) {
+		msg = "the access token expired " + until(expiry, now) +
+			" and could not be refreshed right now"
+	}
 	if detail != "" {
 		msg += " (" + detail + ")"
+	}
+	if expiry.After(now) {
+		msg += "; the current access token is still valid until " + clock(expiry) +
+			" (" + until(expiry, now) + ")"
 	}
 	if retryAt.IsZero() {
 		msg += "; try again later"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +35,9 @@ func TestDescribe(t *testing.T) {
 			&engine.PermanentError{Reason: states.ReasonUnreadableStore, Detail: "storage: bad"},
 			exitError, "the stored credential cannot be read; repair or remove"},
 		{"transient", &engine.TransientError{Detail: "HTTP 503"}, exitTransient,
-			"the access token has expired and could not be refreshed right now (HTTP 503); " +
-				"try again later"},
-		{"timeout", fmt.Errorf("x: %w", context.DeadlineExceeded), exitTransient, "gave up waiting"},
+			"the tokens could not be refreshed right now (HTTP 503); try again later"},
+		{"timeout", fmt.Errorf("x: %w", context.DeadlineExceeded), exitTransient,
+			"gave up waiting (see --timeout); try again later"},
 		{"interrupted", context.Canceled, exitError, "interrupted"},
 		{"api key", engine.ErrNotRefreshable, exitError,
 			"the credential is an API key, which is never refreshed"},
@@ -58,11 +59,93 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-func TestTransientLineSaysWhen(t *testing.T) {
-	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	got := transientLine(now.Add(90*time.Second), "", now)
-	if !strings.HasSuffix(got, "(in 1m30s)") {
-		t.Errorf("got %q, want it to end with the wait", got)
+// TestTransientLine: a failed refresh is reported with what it means for
+// the access token in hand, which may well be valid for a long while yet.
+func TestTransientLine(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.Local)
+	retry := now.Add(4 * time.Second)
+	tests := []struct {
+		name   string
+		expiry time.Time
+		want   string
+	}{
+		{"valid for long", now.Add(55 * time.Minute),
+			"the tokens could not be refreshed right now (HTTP 503); the current access token " +
+				"is still valid until 2025-01-01 12:55:00 " + zone(now) + " (in 55m); try again " +
+				"after 2025-01-01 12:00:04 " + zone(now) + " (in 4s)"},
+		{"expired", now.Add(-5 * time.Minute),
+			"the access token expired 5m ago and could not be refreshed right now (HTTP 503); " +
+				"try again after 2025-01-01 12:00:04 " + zone(now) + " (in 4s)"},
+		{"expires this instant", now,
+			"the access token expired now and could not be refreshed right now (HTTP 503); " +
+				"try again after"},
+		{"unknown expiry", time.Time{},
+			"the tokens could not be refreshed right now (HTTP 503); try again after"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := transientLine(retry, "HTTP 503", tt.expiry, now)
+			if !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got  %q\nwant %q...", got, tt.want)
+			}
+			if tt.expiry.After(now) && strings.Contains(got, "expired") {
+				t.Errorf("%q says expired, but the token is valid until %v", got, tt.expiry)
+			}
+		})
+	}
+	if got := transientLine(time.Time{}, "", time.Time{}, now); got !=
+		"the tokens could not be refreshed right now; try again later" {
+		t.Errorf("without a retry time or detail: %q", got)
+	}
+}
+
+func zone(t time.Time) string { return t.Format("MST") }
+
+// TestTokenFailure: a Token or Refresh failure is explained with the
+// snapshot's expiry, and a permission problem is not called temporary.
+func TestTokenFailure(t *testing.T) {
+	now := time.Now()
+	valid := engine.Snapshot{Mode: states.ModeManaged, Expiry: now.Add(55 * time.Minute)}
+	denied := &fs.PathError{Op: "open", Path: "/srv/codex/auth.json.lock", Err: fs.ErrPermission}
+	tests := []struct {
+		name     string
+		err      error
+		snap     engine.Snapshot
+		wantCode int
+		want     string
+	}{
+		{"transient, token still valid",
+			&engine.TransientError{RetryAt: now.Add(4 * time.Second), Detail: "HTTP 503"}, valid,
+			exitTransient, "the tokens could not be refreshed right now (HTTP 503); the current " +
+				"access token is still valid until "},
+		{"transient, token expired",
+			&engine.TransientError{Detail: "HTTP 503"},
+			engine.Snapshot{Mode: states.ModeManaged, Expiry: now.Add(-time.Hour)},
+			exitTransient, "the access token expired 1h"},
+		{"permission denied",
+			fmt.Errorf("engine: cannot lock: %w", denied), valid,
+			exitError, "permission denied in the Codex home /srv/codex (cannot lock: open " +
+				"/srv/codex/auth.json.lock: permission denied); this will not pass by itself"},
+		{"permission denied behind a transient failure",
+			errors.Join(&engine.TransientError{Detail: "storage: cannot lock: permission denied",
+				RetryAt: now.Add(4 * time.Second)}, denied), valid,
+			exitError, "permission denied in the Codex home /srv/codex (storage: cannot lock: " +
+				"permission denied); this will not pass by itself: fix the owner or the " +
+				"permissions of /srv/codex"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, line := describe(tokenFailure(tt.err, tt.snap, "/srv/codex"))
+			if code != tt.wantCode {
+				t.Errorf("exit code %d, want %d", code, tt.wantCode)
+			}
+			if !strings.HasPrefix(line, tt.want) {
+				t.Errorf("line %q\nwant it to start %q", line, tt.want)
+			}
+			if strings.Contains(line, "try again") && tt.wantCode == exitError {
+				t.Errorf("line %q suggests trying again for a problem that stays", line)
+			}
+		})
 	}
 }
 

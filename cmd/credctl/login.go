@@ -37,7 +37,10 @@ the shell history could see it. There is no browser sign-in here: use
 
 const loginExample = `  credctl login --api-key < ~/secrets/openai-key.txt
   printenv OPENAI_API_KEY | credctl login --api-key
-  credctl login --tokens < tokens.json   # tokens from your own OAuth sign-in flow`
+  credctl login --tokens < tokens.json   # tokens from your own OAuth sign-in flow
+
+  # The tokens of a Codex login, into another home:
+  jq .tokens ~/.codex/auth.json | credctl --home /srv/codex login --tokens`
 
 func (a *app) loginCommand() *cobra.Command {
 	var apiKey, tokens bool
@@ -69,7 +72,7 @@ func (a *app) loginCommand() *cobra.Command {
 				return err
 			}
 
-			return a.withSession(cmd, func(ctx context.Context, s *session) error {
+			return a.withSession(cmd, a.writeLockWait(), func(ctx context.Context, s *session) error {
 				var err error
 				if apiKey {
 					err = s.m.LoginAPIKey(ctx, key)
@@ -77,7 +80,7 @@ func (a *app) loginCommand() *cobra.Command {
 					err = s.m.LoginTokens(ctx, tok.IDToken, tok.AccessToken, tok.RefreshToken)
 				}
 				if err != nil {
-					return loginFailure(err)
+					return loginFailure(err, s.m.Snapshot(), s.home)
 				}
 				a.reportLogin(s.m.Snapshot())
 				return nil
@@ -119,15 +122,28 @@ func readStdin(r io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// parseAPIKey checks what stdin held. Error messages never quote it.
+// parseAPIKey checks what stdin held. The key is sent in an HTTP header,
+// whose value may hold visible ASCII only, so anything else is refused here
+// rather than by every request later. Error messages never quote the key.
 func parseAPIKey(input []byte) (string, error) {
 	key := strings.TrimSpace(string(input))
 	switch {
 	case key == "":
 		return "", badInput("the API key read from stdin is empty")
+	case key[0] == '{' || key[0] == '[':
+		return "", badInput("stdin holds JSON, not an API key; for OAuth tokens use " +
+			"\"credctl login --tokens\", for a key pipe just the key")
+	case len(key) > 1 && key[0] == '"' && key[len(key)-1] == '"':
+		return "", badInput("the API key read from stdin is in double quotes, as JSON " +
+			"writes it; pipe just the key (jq -r prints it without them)")
 	case strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		return "", badInput("the API key read from stdin contains white space or control " +
 			"characters; pipe just the key")
+	}
+	if i := strings.IndexFunc(key, func(r rune) bool { return r > '~' }); i >= 0 {
+		return "", badInput("the API key read from stdin contains a character that is not "+
+			"ASCII (at byte %d); an API key is sent in an HTTP header, which takes printable "+
+			"ASCII only: check for a typographic quote or a look-alike letter", i+1)
 	}
 	return key, nil
 }
@@ -153,6 +169,11 @@ func parseTokens(input []byte) (tokenInput, error) {
 		}
 		return tokenInput{}, badInput("the tokens on stdin are not a JSON object; want " +
 			"{\"id_token\",\"access_token\",\"refresh_token\"}")
+	}
+
+	if looksLikeAuthJSON(obj) {
+		return tokenInput{}, badInput("stdin holds a whole auth.json, not the tokens; pass its " +
+			"\"tokens\" object instead, e.g. jq .tokens ~/.codex/auth.json | credctl login --tokens")
 	}
 
 	var out tokenInput
@@ -190,11 +211,34 @@ func parseTokens(input []byte) (tokenInput, error) {
 	return out, nil
 }
 
-// loginFailure explains a login the engine refused.
-func loginFailure(err error) error {
+// looksLikeAuthJSON reports whether obj is a Codex auth.json rather than
+// its "tokens" member: it holds a "tokens" object and none of the tokens
+// themselves.
+func looksLikeAuthJSON(obj map[string]json.RawMessage) bool {
+	for _, name := range []string{"id_token", "access_token", "refresh_token"} {
+		if _, ok := obj[name]; ok {
+			return false
+		}
+	}
+	var tokens map[string]json.RawMessage
+	return json.Unmarshal(obj["tokens"], &tokens) == nil && tokens != nil
+}
+
+// loginFailure explains a login the engine refused or could not save.
+func loginFailure(err error, snap engine.Snapshot, home string) error {
 	if errors.Is(err, engine.ErrEmptyCredential) {
 		return &cliError{code: exitError, err: err,
 			msg: strings.TrimPrefix(err.Error(), "engine: ")}
+	}
+	if perr := permissionFailure(err, home); perr != nil {
+		return perr
+	}
+	if snap.Unsaved && snap.LastError != "" && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, context.Canceled) {
+		// The engine keeps the credential for this process, which ends
+		// now: the login did not take.
+		return &cliError{code: exitError, err: err, msg: "login failed: " + snap.LastError +
+			"; what " + storeLine(snap.Store) + " held before, if anything, is unchanged"}
 	}
 	return fmt.Errorf("login failed: %w", err)
 }

@@ -24,7 +24,7 @@ func (a *app) logoutCommand() *cobra.Command {
 		Example: "  credctl logout\n  credctl --store auto logout",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSession(cmd, a.logout)
+			return a.withSession(cmd, a.writeLockWait(), a.logout)
 		},
 	}
 }

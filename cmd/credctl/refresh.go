@@ -33,7 +33,7 @@ func (a *app) refreshCommand() *cobra.Command {
 		Example: "  credctl refresh\n  credctl -v refresh   # with each transition on stderr",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSession(cmd, a.refresh)
+			return a.withSession(cmd, 0, a.refresh)
 		},
 	}
 }
@@ -59,7 +59,7 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 				"these tokens: the application that stored them (auth_mode " +
 				"chatgptAuthTokens) refreshes them itself"}
 		}
-		return tokenFailure(err, after)
+		return tokenFailure(err, after, s.home)
 	}
 	if slices.Contains(rules, "reread_adopt_fresh") {
 		a.out("another process had already refreshed the tokens; adopted them from " +

@@ -9,6 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/credfsm/credfsm/effects"
+	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/oauth"
 )
 
 // app holds what every command needs: the process's streams and
@@ -53,6 +57,9 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          noUnknownCommand,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.checkFlags(cmd)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmd.Help()
 		},
@@ -78,8 +85,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.BoolVar(&a.flags.useEnvKey, "use-env-key", false,
 		"let $CODEX_API_KEY, when set, beat the stored credential (off by default; it is never saved)")
 	f.BoolVarP(&a.flags.verbose, "verbose", "v", false, "debug logs on stderr (never secrets)")
-	f.DurationVar(&a.flags.timeout, "timeout", time.Minute,
-		"give up waiting for the token endpoint after this long (0: no limit)")
+	f.DurationVar(&a.flags.timeout, "timeout", time.Minute, timeoutUsage)
 
 	root.AddCommand(
 		a.tokenCommand(),
@@ -92,6 +98,24 @@ func (a *app) rootCommand() *cobra.Command {
 		a.demoCommand(),
 	)
 	return root
+}
+
+// timeoutUsage documents --timeout. The limits it names are not credctl's
+// to lift: the engine bounds each request, the wait for the lock and a whole
+// refresh whatever the caller's deadline.
+var timeoutUsage = fmt.Sprintf("how long token, refresh, login and logout wait for the store "+
+	"lock and the token endpoint before giving up (0: no limit of credctl's own); built-in "+
+	"limits apply regardless: %s per request to the token endpoint, %s for the store lock, "+
+	"%s per refresh", span(oauth.DefaultTimeout), span(effects.DefaultLockTimeout),
+	span(engine.DefaultRefreshTimeout))
+
+// checkFlags refuses global flag values that parse but make no sense.
+func (a *app) checkFlags(cmd *cobra.Command) error {
+	if a.flags.timeout < 0 {
+		return badInput("--timeout must not be negative (0: no limit of credctl's own); "+
+			"see \"%s --help\"", cmd.CommandPath())
+	}
+	return nil
 }
 
 // plainWord matches what may be echoed from a mistyped command name. Any

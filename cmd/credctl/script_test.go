@@ -12,14 +12,17 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // The commands scripts may use besides testscript's own. See the comment of
@@ -28,6 +31,7 @@ var scriptCommands = map[string]func(ts *testscript.TestScript, neg bool, args [
 	"exits":       cmdExits,
 	"oauthserver": cmdOAuthServer,
 	"authjson":    cmdAuthJSON,
+	"storelock":   cmdStoreLock,
 }
 
 // scriptServer is a loopback token server whose clock a script can set
@@ -61,6 +65,7 @@ type serverKey string
 const (
 	codexServer serverKey = "codex"
 	rfcServer   serverKey = "rfc6749"
+	storeLocks  serverKey = "storelocks"
 )
 
 // The client the RFC 6749 server accepts; the secret reaches credctl
@@ -82,6 +87,9 @@ func setupScript(env *testscript.Env) error {
 	env.Defer(rfc.srv.Close)
 	env.Values[codexServer] = codex
 	env.Values[rfcServer] = rfc
+	locks := &heldLocks{}
+	env.Values[storeLocks] = locks
+	env.Defer(locks.releaseAll)
 
 	home := filepath.Join(env.WorkDir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {
@@ -507,5 +515,61 @@ func checkRecord(ts *testscript.TestScript, file string, flags []string) {
 	if len(problems) > 0 {
 		ts.Fatalf("%s is not a valid refreshed Codex record:\n  %s", file,
 			strings.Join(problems, "\n  "))
+	}
+}
+
+// heldLocks are the store locks a script holds, by home.
+type heldLocks struct {
+	mu    sync.Mutex
+	locks map[string]*flock.Flock
+}
+
+func (h *heldLocks) releaseAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for home, fl := range h.locks {
+		_ = fl.Unlock()
+		delete(h.locks, home)
+	}
+}
+
+// storelock hold HOME
+// storelock release HOME
+//
+//	Take (or let go of) the store lock of the Codex home HOME from the test
+//	process, as another credctl or Codex in the middle of a refresh would
+//	hold it. The lock is released when the script ends.
+func cmdStoreLock(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: storelock hold|release HOME")
+	}
+	h := ts.Value(storeLocks).(*heldLocks)
+	home := ts.MkAbs(args[1])
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch args[0] {
+	case "hold":
+		if h.locks[home] != nil {
+			ts.Fatalf("storelock: %s is already held", args[1])
+		}
+		fl := flock.New(filepath.Join(home, storage.LockFileName), flock.SetPermissions(0o600))
+		ok, err := fl.TryLock()
+		ts.Check(err)
+		if !ok {
+			ts.Fatalf("storelock: %s is locked by someone else", args[1])
+		}
+		if h.locks == nil {
+			h.locks = map[string]*flock.Flock{}
+		}
+		h.locks[home] = fl
+	case "release":
+		fl := h.locks[home]
+		if fl == nil {
+			ts.Fatalf("storelock: %s is not held", args[1])
+		}
+		ts.Check(fl.Unlock())
+		delete(h.locks, home)
+	default:
+		ts.Fatalf("unknown storelock command %q", args[0])
 	}
 }

@@ -44,7 +44,7 @@ func (a *app) statechartCommand() *cobra.Command {
 			switch highlight {
 			case "":
 			case "current":
-				s, err := a.open(cmd.Context())
+				s, err := a.open(cmd.Context(), 0)
 				if err != nil {
 					return err
 				}

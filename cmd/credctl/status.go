@@ -48,7 +48,7 @@ func (a *app) statusCommand() *cobra.Command {
 		Example: statusExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.open(cmd.Context())
+			s, err := a.open(cmd.Context(), 0)
 			if err != nil {
 				return err
 			}
@@ -126,7 +126,7 @@ type storeReport struct {
 func newStatusReport(snap engine.Snapshot, home string, now time.Time) statusReport {
 	r := statusReport{
 		State:     snap.State.String(),
-		Summary:   snap.State.Summary(),
+		Summary:   summary(snap, now),
 		Terminal:  snap.State.Terminal(),
 		Mode:      snap.Mode.String(),
 		ModeLabel: snap.Mode.Label(),
@@ -167,6 +167,21 @@ func newStatusReport(snap engine.Snapshot, home string, now time.Time) statusRep
 	return r
 }
 
+// summary describes the state in one line. The state's own summary is
+// written for tokens credfsm refreshes; host-managed tokens are refreshed by
+// the application that stored them, so saying that the next request
+// refreshes them would contradict the next step.
+func summary(snap engine.Snapshot, now time.Time) string {
+	if snap.Mode != states.ModeExternal || snap.State != states.Stale {
+		return snap.State.Summary()
+	}
+	what := "host-managed tokens near expiry"
+	if !snap.Expiry.IsZero() && !snap.Expiry.After(now) {
+		what = "host-managed tokens that have expired"
+	}
+	return what + "; the application that stored them refreshes them, not credctl"
+}
+
 func utcOrNil(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -179,7 +194,7 @@ func utcOrNil(t time.Time) *time.Time {
 func nextStep(snap engine.Snapshot, now time.Time) string {
 	switch snap.State {
 	case states.LoggedOut:
-		return `sign in: "credctl login --api-key" or "credctl login --tokens" (or "codex login")`
+		return signInHint
 	case states.FailedPermanent:
 		return snap.Failure.NextStep()
 	case states.APIKey:
@@ -265,7 +280,12 @@ func (r statusReport) render(w io.Writer, st states.State) {
 
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Statechart (> marks the current state):")
-	fmt.Fprint(w, indent(transitions.Default().Text(st), "  "))
+	chart := transitions.Default().Text(st)
+	if r.Summary != st.Summary() {
+		// The marked state says what the state line above says.
+		chart = strings.Replace(chart, st.Summary(), r.Summary, 1)
+	}
+	fmt.Fprint(w, indent(chart, "  "))
 }
 
 // indent prefixes every non-empty line of s.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,7 +43,7 @@ func (a *app) tokenCommand() *cobra.Command {
 		Example: tokenExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSession(cmd, a.token)
+			return a.withSession(cmd, 0, a.token)
 		},
 	}
 }
@@ -56,7 +58,7 @@ func (a *app) token(ctx context.Context, s *session) error {
 	// remembered outcome.
 	tok, err := s.m.Token(ctx)
 	if err != nil {
-		return tokenFailure(err, s.m.Snapshot())
+		return tokenFailure(err, s.m.Snapshot(), s.home)
 	}
 	// The one place credctl prints a secret: this is what the
 	// command is for.
@@ -68,20 +70,46 @@ func (a *app) token(ctx context.Context, s *session) error {
 	return nil
 }
 
-// tokenFailure explains a failed Token call, adding what the snapshot knows
-// that the error does not.
-func tokenFailure(err error, snap engine.Snapshot) error {
+// tokenFailure explains a failed Token or Refresh call, adding what the
+// snapshot knows that the error does not.
+func tokenFailure(err error, snap engine.Snapshot, home string) error {
 	if errors.Is(err, engine.ErrLoggedOut) {
 		return &cliError{code: exitLoggedOut, err: err, msg: loggedOutIn(snap.Store)}
 	}
+	if perr := permissionFailure(err, home); perr != nil {
+		return perr
+	}
 	var tr *engine.TransientError
-	if errors.As(err, &tr) && snap.Mode == states.ModeExternal {
+	if !errors.As(err, &tr) {
+		return err
+	}
+	if snap.Mode == states.ModeExternal {
 		return &cliError{code: exitTransient, err: err, msg: "the access token has expired, and " +
 			"these tokens are refreshed by the application that stored them (auth_mode " +
-			"chatgptAuthTokens), not by credctl; let that application refresh them, or sign in " +
-			"with \"credctl login\""}
+			"chatgptAuthTokens), not by credctl; let that application refresh them, or " +
+			signInHint}
 	}
-	return err
+	return &cliError{code: exitTransient, err: err,
+		msg: transientLine(tr.RetryAt, tr.Detail, snap.Expiry, time.Now())}
+}
+
+// permissionFailure explains a failure to lock, read or write the store
+// because this user may not, or returns nil if err is not one. A refresh
+// that failed so would otherwise count as temporary (exit 4), and a script
+// would retry it for ever: permissions do not change by themselves.
+func permissionFailure(err error, home string) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return nil
+	}
+	detail := strings.TrimPrefix(err.Error(), "engine: ")
+	var tr *engine.TransientError
+	if errors.As(err, &tr) && tr.Detail != "" {
+		detail = tr.Detail
+	}
+	return &cliError{code: exitError, err: err, msg: "permission denied in the Codex home " +
+		home + " (" + detail + "); this will not pass by itself: fix the owner or the " +
+		"permissions of " + home + " and the files in it, or run credctl as the user who " +
+		"owns them"}
 }
 
 // staleWarning says that the token printed is the old one because a refresh
@@ -104,6 +132,5 @@ func loggedOutIn(info states.StoreInfo) string {
 	if info.Location != "" {
 		where += " " + info.Location
 	}
-	return "not signed in: nothing is stored in " + where + `; sign in with "credctl login ` +
-		`--api-key" or "credctl login --tokens" (or "codex login")`
+	return "not signed in: nothing is stored in " + where + "; " + signInHint
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/credfsm/credfsm/effects"
+	"github.com/credfsm/credfsm/engine"
+)
+
+// When a command reaches its --timeout, the engine returns the bare context
+// error: the work it waited for (taking the store lock, a request to the
+// token endpoint, a save) belongs to the manager, not to the caller, and
+// the error does not say which of them was under way. The transitions do:
+// each one names the command it started. A session keeps them, so that the
+// message can name what credctl was actually waiting for.
+
+// workLog records, for each transition, what the manager was busy with
+// after it.
+type workLog struct {
+	mu    sync.Mutex
+	steps []workStep
+}
+
+type workStep struct {
+	at   time.Time
+	busy bool
+	work effects.Kind // the command with an outcome under way, when busy
+}
+
+// record is the session's engine.Config.OnTransition.
+func (l *workLog) record(t engine.Transition) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	step := workStep{at: t.At}
+	for _, k := range t.Commands {
+		if k.HasOutcome() {
+			step.busy, step.work = true, k
+			break
+		}
+	}
+	if !step.busy && t.To.Waiting() && len(l.steps) > 0 {
+		// A caller joined the flight under way (a token request while
+		// refreshing): the flight is still at the same command.
+		step = l.steps[len(l.steps)-1]
+		step.at = t.At
+	}
+	l.steps = append(l.steps, step)
+}
+
+// busyAt returns the command the manager was running at t, if any.
+func (l *workLog) busyAt(t time.Time) (effects.Kind, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.steps) - 1; i >= 0; i-- {
+		if !l.steps[i].at.After(t) {
+			return l.steps[i].work, l.steps[i].busy
+		}
+	}
+	return 0, false
+}
+
+// gaveUp explains an error that ends a command because its --timeout ran
+// out, by what the manager was doing at the deadline. Any other error is
+// returned as it is. It closes the manager: that delivers every transition
+// up to the deadline to the log.
+func (s *session) gaveUp(ctx context.Context, err error) error {
+	var ce *cliError
+	if err == nil || errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return err
+	}
+	s.m.Close()
+	work, busy := s.work.busyAt(deadline)
+	return &cliError{code: exitTransient, err: err, msg: timeoutLine(work, busy, s.home)}
+}
+
+// timeoutLine says what credctl stopped waiting for at its --timeout.
+func timeoutLine(work effects.Kind, busy bool, home string) string {
+	const gaveUp = "gave up waiting (see --timeout)"
+	if !busy {
+		return gaveUp + "; try again later"
+	}
+	switch work {
+	case effects.KindLockAndReread:
+		return gaveUp + ": another process holds the lock on " + home +
+			"; it may be refreshing the tokens; try again later"
+	case effects.KindRedeemRefreshToken:
+		return gaveUp + ": the token server did not answer in time; try again later"
+	case effects.KindPersistRecord:
+		return gaveUp + " while the credential was being saved in " + home +
+			`; "credctl status" shows what is stored now`
+	case effects.KindDeleteStores:
+		return gaveUp + " while the stores were being cleared; some may still hold the " +
+			`credential: run "credctl logout" again`
+	}
+	return gaveUp + "; try again later"
+}
