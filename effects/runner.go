@@ -194,6 +194,10 @@ func (r *Runner) persist(ctx context.Context, c PersistRecord) states.Event {
 // delete landing there would be undone by that save. If the lock cannot be
 // had in time the stores are cleared anyway, since signing out must not
 // depend on another process letting go.
+// ClearTimeout bounds the deletion of a credential from the stores, which
+// runs to the end even when the context of the logout has ended.
+const ClearTimeout = 10 * time.Second
+
 func (r *Runner) deleteStores(ctx context.Context, c DeleteStores) states.Event {
 	if !r.HoldsLock() {
 		if err := r.takeLock(ctx); err != nil {
@@ -202,7 +206,14 @@ func (r *Runner) deleteStores(ctx context.Context, c DeleteStores) states.Event 
 			defer r.releaseLock()
 		}
 	}
-	removals, err := r.Store.Delete(ctx)
+	// The machine forgot the credential when it emitted this command; a
+	// store left holding it would sign the user back in at the next start.
+	// So the delete runs even when ctx has ended (the caller gave up, or
+	// the manager is closing, while the lock was awaited), within a bound
+	// of its own.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ClearTimeout)
+	defer cancel()
+	removals, err := r.Store.Delete(dctx)
 	for _, rm := range removals {
 		switch {
 		case rm.Err != nil:

@@ -133,3 +133,34 @@ func TestManagerLogoutWaitsForTheStoreLock(t *testing.T) {
 		t.Fatal("auth.json survived the logout")
 	}
 }
+
+// TestManagerLogoutClearsAfterTheCallerStopsWaiting: a logout whose caller
+// gives up while another process holds the lock, followed by Close (as a
+// command line does when its time is up), still clears the store: the
+// machine has already forgotten the credential, and a store left holding it
+// would sign the user back in at the next start.
+func TestManagerLogoutClearsAfterTheCallerStopsWaiting(t *testing.T) {
+	r := newRig(t)
+	r.writeAuth(r.issue(mainAccount))
+	m := r.start(r.config())
+
+	other, err := storage.Open(storage.Options{Home: r.home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := other.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := m.Logout(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Logout = %v, want the caller's deadline", err)
+	}
+	m.Close()
+	if _, ok := r.readAuth(); ok {
+		t.Fatal("auth.json survived a logout whose caller stopped waiting")
+	}
+}
