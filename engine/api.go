@@ -76,7 +76,7 @@ func (m *Manager) serve(v *view, st states.State) (string, *view, error) {
 		if v.snap.Expiry.IsZero() || m.clock.Now().Before(v.snap.Expiry) {
 			return v.bearer, v, nil
 		}
-		return "", nil, &TransientError{RetryAt: v.snap.RetryAt, Detail: v.snap.LastError}
+		return "", nil, &TransientError{RetryAt: v.snap.RetryAt, Detail: v.snap.LastError, Err: v.cause}
 	case states.LoggedOut:
 		return "", nil, fmt.Errorf("%w: sign in with an API key or OAuth tokens", ErrLoggedOut)
 	case states.FailedPermanent:
@@ -170,7 +170,8 @@ func (m *Manager) Observe(ctx context.Context, token string, status int, body []
 		return Decision{Action: GiveUp, Err: ErrRefusedAgain}
 	default:
 		return Decision{Action: GiveUp, Err: &TransientError{RetryAt: cur.snap.RetryAt,
-			Detail: firstNonEmpty(cur.snap.LastError, "the refused token could not be replaced yet")}}
+			Detail: firstNonEmpty(cur.snap.LastError, "the refused token could not be replaced yet"),
+			Err:    cur.cause}}
 	}
 }
 
@@ -387,7 +388,7 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	case states.APIKey:
 		return ErrNotRefreshable
 	case states.Stale:
-		return &TransientError{RetryAt: v.snap.RetryAt, Detail: v.snap.LastError}
+		return &TransientError{RetryAt: v.snap.RetryAt, Detail: v.snap.LastError, Err: v.cause}
 	}
 	_, _, err = m.serve(v, v.state)
 	return err

@@ -57,6 +57,10 @@ func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
 type TransientError struct {
 	RetryAt time.Time // zero when unknown
 	Detail  string    // the last failure, sanitised
+	// Err is the error behind Detail, when the failure carried one (a
+	// store's fs.ErrPermission, states.ErrLockTimeout, a *states.RefreshError
+	// ...), for errors.Is and errors.As. Like Detail, it holds no secret.
+	Err error
 }
 
 func (e *TransientError) Error() string {
@@ -72,3 +76,6 @@ func (e *TransientError) Error() string {
 
 // Is makes errors.Is(err, ErrTransient) true.
 func (e *TransientError) Is(target error) bool { return target == ErrTransient }
+
+// Unwrap returns the cause, if known.
+func (e *TransientError) Unwrap() error { return e.Err }

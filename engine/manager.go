@@ -60,6 +60,10 @@ type Manager struct {
 	lastRemovals []states.Removal
 	lastClearErr error
 
+	// cause is the error of the outcome that set the machine's LastError,
+	// kept so that a TransientError can wrap it; nil once LastError clears.
+	cause error
+
 	host hostSwitch
 
 	view atomic.Pointer[view]
@@ -76,6 +80,7 @@ type view struct {
 	staleAt  time.Time
 	hasStale bool
 	snap     Snapshot
+	cause    error // the error behind snap.LastError, when an outcome carried one
 }
 
 // newManager wires a manager from parts; New builds the parts from a Config.
@@ -227,6 +232,11 @@ func (m *Manager) stepLocked(ev states.Event) (Result, error) {
 	if e, ok := ev.(states.StoresCleared); ok {
 		m.lastRemovals, m.lastClearErr = e.Removals, e.Err
 	}
+	if m.machine.Extended().LastError == "" {
+		m.cause = nil
+	} else if c := causeOf(ev); c != nil {
+		m.cause = c
+	}
 	m.publishLocked()
 	t := newTransition(res, ev.Time())
 	m.log.Debug("transition", "rule", t.Rule, "event", t.Event.String(),
@@ -238,6 +248,24 @@ func (m *Manager) stepLocked(ev states.Event) (Result, error) {
 	}
 	m.subs.publish(t)
 	return res, nil
+}
+
+// causeOf returns the error a failed outcome carries, if any. Errors from
+// stores and endpoints never hold a secret.
+func causeOf(ev states.Event) error {
+	switch e := ev.(type) {
+	case states.RereadFailed:
+		return e.Err
+	case states.PersistFailed:
+		return e.Err
+	case states.HostRefreshFailed:
+		return e.Err
+	case states.RefreshFailed:
+		if e.Err != nil {
+			return e.Err
+		}
+	}
+	return nil
 }
 
 // startLocked runs the commands of a step. Commands without an outcome
@@ -414,7 +442,8 @@ func (m *Manager) publishLocked() {
 	st := m.machine.State()
 	ext := m.machine.Extended()
 	pol := m.machine.Policy()
-	v := &view{closed: m.closed, state: st, gen: ext.Generation, bearer: ext.Record.Bearer().Reveal()}
+	v := &view{closed: m.closed, state: st, gen: ext.Generation, bearer: ext.Record.Bearer().Reveal(),
+		cause: m.cause}
 	v.staleAt, v.hasStale = pol.StaleAt(ext.Record)
 	v.snap = Snapshot{
 		State:       st,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strings"
 	"sync"
@@ -426,6 +427,11 @@ func TestManagerTransientFailure(t *testing.T) {
 	if !errors.Is(err, engine.ErrTransient) || !errors.As(err, &te) || !te.RetryAt.Equal(s.RetryAt) {
 		t.Fatalf("after expiry: Token error %v, want ErrTransient retrying at %v", err, s.RetryAt)
 	}
+	// The error wraps the provider's answer, for hosts that look deeper.
+	var re *states.RefreshError
+	if !errors.As(err, &re) || re.RetryAfter != 30*time.Minute {
+		t.Fatalf("after expiry: Token error %v does not wrap the 429's RefreshError", err)
+	}
 	if _, err := m.TokenSource().Token(); !errors.Is(err, engine.ErrTransient) {
 		t.Fatalf("TokenSource after expiry: %v, want ErrTransient", err)
 	}
@@ -703,5 +709,43 @@ func TestManagerLoginOutlivesItsCaller(t *testing.T) {
 	}
 	if s := m.Snapshot(); s.Unsaved {
 		t.Fatalf("snapshot %+v, want the key saved", s)
+	}
+}
+
+// TestManagerTransientErrorWrapsTheStoreError: when the store cannot be read
+// before a refresh (here, a permission problem), the error a caller gets once
+// the token has expired wraps the store's error, so that a host can tell a
+// problem that will not pass by itself from one that will.
+func TestManagerTransientErrorWrapsTheStoreError(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	store := effectstest.NewMemStore()
+	ts := r.issue(mainAccount)
+	store.Put(states.Record{Mode: states.ModeManaged, Tokens: ts.Tokens(),
+		AccessExpiry: ts.AccessExpiry, LastRefresh: mgrStart})
+	cfg := r.config()
+	cfg.Store = store
+	m := r.start(cfg)
+
+	store.FailLoad = func() error {
+		return fmt.Errorf("storage: cannot read the home: %w", fs.ErrPermission)
+	}
+	r.clock.Set(ts.AccessExpiry.Add(time.Second))
+	_, err := m.Token(ctx)
+	if !errors.Is(err, engine.ErrTransient) || !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("Token = %v; want ErrTransient wrapping fs.ErrPermission", err)
+	}
+	if n := r.requests(); n != 0 {
+		t.Fatalf("%d requests to the token endpoint, want none", n)
+	}
+
+	// Once the store can be read again, the error goes with the failure.
+	store.FailLoad = nil
+	r.clock.Set(m.Snapshot().RetryAt.Add(time.Second))
+	if _, err := m.Token(ctx); err != nil {
+		t.Fatalf("after the store recovered: %v", err)
+	}
+	if s := m.Snapshot(); s.LastError != "" {
+		t.Fatalf("LastError %q after a success", s.LastError)
 	}
 }
