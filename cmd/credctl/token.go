@@ -24,6 +24,11 @@ still printed (exit 0) with a warning on stderr. On failure stdout stays
 empty and one line on stderr says why and what to do; the exit code says
 which kind of failure it was.
 
+Each run starts from what is stored and remembers nothing of earlier runs:
+after exit 3 another run tries the same refresh token again (and is refused
+again), and after exit 4 it does not wait for the retry time it named. Stop
+on 3 and wait on 4 in the script.
+
 ` + exitCodesHelp
 
 const tokenExample = `  curl -H "Authorization: Bearer $(credctl token)" https://api.openai.com/v1/models
