@@ -100,14 +100,7 @@ func TestManagerLogoutWaitsForTheStoreLock(t *testing.T) {
 	r.writeAuth(r.issue(mainAccount))
 	m := r.start(r.config())
 
-	other, err := storage.Open(storage.Options{Home: r.home})
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := other.Lock(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	unlock := holdStoreLock(t, r.home)
 	done := make(chan error, 1)
 	go func() {
 		_, err := m.Logout(context.Background())
@@ -144,14 +137,7 @@ func TestManagerLogoutClearsAfterTheCallerStopsWaiting(t *testing.T) {
 	r.writeAuth(r.issue(mainAccount))
 	m := r.start(r.config())
 
-	other, err := storage.Open(storage.Options{Home: r.home})
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := other.Lock(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	unlock := holdStoreLock(t, r.home)
 	defer unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -163,4 +149,18 @@ func TestManagerLogoutClearsAfterTheCallerStopsWaiting(t *testing.T) {
 	if _, ok := r.readAuth(); ok {
 		t.Fatal("auth.json survived a logout whose caller stopped waiting")
 	}
+}
+
+// holdStoreLock takes the store lock of home as another process would.
+func holdStoreLock(t *testing.T, home string) (unlock func() error) {
+	t.Helper()
+	other, err := storage.Open(storage.Options{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err = other.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
 }
