@@ -148,7 +148,7 @@ func Events(m *Model, now time.Time) *rapid.Generator[states.Event] {
 			return rapid.SampledFrom([]states.Version{m.Version, "v1", "v2", states.NoVersion}).Draw(t, "version")
 		}
 		gen := m.Generation
-		switch rapid.SampledFrom([]string{"current", "older", "newer"}).Draw(t, "generation") {
+		switch rapid.SampledFrom([]string{"current", "current", "current", "older", "newer"}).Draw(t, "generation") {
 		case "older":
 			gen--
 		case "newer":
@@ -163,6 +163,11 @@ func Events(m *Model, now time.Time) *rapid.Generator[states.Event] {
 			states.KindRefreshSucceeded, states.KindRefreshFailed, states.KindRefreshRejected,
 			states.KindHostRefreshSucceeded, states.KindHostRefreshFailed, states.KindPersisted,
 			states.KindPersistFailed, states.KindStoresCleared,
+		}
+		// What usually comes next in the model's state is drawn more often,
+		// so that sequences get deep into a refresh and out again.
+		for range 2 {
+			kinds = append(kinds, likelyKinds(m.State)...)
 		}
 		switch rapid.SampledFrom(kinds).Draw(t, "kind") {
 		case states.KindTokenRequested:
@@ -364,4 +369,18 @@ func HostOutcomeGen() *rapid.Generator[HostClass] {
 	}
 	answers = append(answers, answers...)
 	return rapid.SampledFrom(append(answers, HostHang))
+}
+
+// likelyKinds are the events that usually follow in state s.
+func likelyKinds(s states.State) []states.EventKind {
+	switch s {
+	case states.Fresh, states.Stale:
+		return []states.EventKind{states.KindUnauthorized, states.KindTokenRequested, states.KindRefreshRequested}
+	case states.Refreshing:
+		return []states.EventKind{states.KindStoreReread, states.KindRefreshSucceeded, states.KindPersisted,
+			states.KindRefreshFailed}
+	case states.ExternalRefresh:
+		return []states.EventKind{states.KindHostRefreshSucceeded, states.KindPersisted}
+	}
+	return []states.EventKind{states.KindLoginRequested, states.KindLoaded}
 }
