@@ -56,7 +56,8 @@ type Config struct {
 	// RecoveryCooldown is how long after a 401 made the manager refresh the
 	// tokens a 401 for the new tokens is not met with another refresh but
 	// given up on (ErrRefusedAgain); 0 means
-	// transitions.DefaultRecoveryCooldown (1 minute).
+	// transitions.DefaultRecoveryCooldown (1 minute). A login, or a load
+	// that finds another credential, ends it.
 	RecoveryCooldown time.Duration
 	// ForcedLoginMethod and ForcedWorkspaceID restrict which credentials
 	// may be used; see transitions.Policy.

@@ -637,6 +637,18 @@ func TestBehaviourUnauthorized(t *testing.T) {
 			},
 		},
 		{
+			name: "unauthorized/a_load_of_another_credential_ends_the_cooldown",
+			path: append(slices.Clone(refreshed),
+				onLoaded(managedTokens("o", allowedWS, epoch.Add(time.Hour)), "v3")),
+			event:    on401,
+			want:     rule("unauthorized_refresh", states.Fresh, states.Refreshing),
+			commands: lockAndReread,
+		},
+		ignored("unauthorized/a_load_of_the_same_credential_keeps_the_cooldown",
+			append(slices.Clone(refreshed), func(x states.Extended) states.Event {
+				return states.Loaded{At: epoch, Record: x.Record, Version: x.Version}
+			}), on401, "unauthorized_again", states.Fresh),
+		{
 			name:     "unauthorized/a_login_ends_the_cooldown",
 			path:     append(slices.Clone(refreshed), onLogin(recFresh), onPersisted("v3")),
 			event:    on401,

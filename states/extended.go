@@ -50,7 +50,7 @@ type Extended struct {
 	// generation that 401 refused. Tokens of a later generation refused
 	// again soon after are not refreshed once more: a new token did not
 	// help, so the refusal is about something else. Zero when no recovery
-	// ran since the last login.
+	// ran since the last login, or since a load found another credential.
 	RecoveryAt   time.Time
 	RecoveryFrom uint64
 

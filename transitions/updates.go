@@ -36,6 +36,11 @@ func fail(next *states.Extended, r states.Reason, why string) {
 	next.RetryAt = time.Time{}
 	next.Attempts = 0
 	next.Unsaved = false
+	forgetRecovery(next)
+}
+
+// forgetRecovery ends the cooldown of the last recovery.
+func forgetRecovery(next *states.Extended) {
 	next.RecoveryAt, next.RecoveryFrom = time.Time{}, 0
 }
 
@@ -58,6 +63,11 @@ func errText(err error) string {
 var (
 	adoptLoaded = Update{"adopt the loaded credential", func(in Input, next *states.Extended) {
 		e := in.Event.(states.Loaded)
+		if !e.Record.SameCredential(next.Record) || e.FromEnv != next.FromEnv {
+			// Someone else put this credential in the store; the cooldown
+			// was about the tokens of the last recovery.
+			forgetRecovery(next)
+		}
 		adopt(next, e.Record, e.Version, e.FromEnv)
 	}}
 
@@ -81,7 +91,7 @@ var (
 		// whatever happened to the previous session is over.
 		next.Record = states.Record{}
 		adopt(next, e.Record, next.Version, false)
-		next.RecoveryAt, next.RecoveryFrom = time.Time{}, 0
+		forgetRecovery(next)
 	}}
 
 	noteRecovery = Update{"note the recovery", func(in Input, next *states.Extended) {

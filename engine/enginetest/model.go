@@ -151,7 +151,7 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 			// store holds the token spent to get it: nothing new.
 			return s, nil, nil
 		case e.Record.IsZero():
-			m.adopt(e.Record, e.Version, e.FromEnv)
+			m.adoptLoaded(e)
 			return states.LoggedOut, nil, nil
 		case e.FromEnv && m.Policy.Violates(e.Record):
 			// A restricted key from the environment: fail, but leave the
@@ -162,13 +162,13 @@ func (m *Model) decide(ev states.Event) (states.State, []effects.Command, error)
 			m.fail(states.ReasonRestricted)
 			return states.FailedPermanent, m.cmds(effects.DeleteStores{Generation: m.Generation}), nil
 		case e.Record.Mode == states.ModeAPIKey:
-			m.adopt(e.Record, e.Version, e.FromEnv)
+			m.adoptLoaded(e)
 			return states.APIKey, nil, nil
 		case m.Policy.Stale(e.Record, now):
-			m.adopt(e.Record, e.Version, e.FromEnv)
+			m.adoptLoaded(e)
 			return states.Stale, nil, nil
 		default:
-			m.adopt(e.Record, e.Version, e.FromEnv)
+			m.adoptLoaded(e)
 			return states.Fresh, m.cmds(m.wake()...), nil
 		}
 
@@ -495,6 +495,16 @@ func (m *Model) adopt(rec states.Record, v states.Version, fromEnv bool) {
 	}
 	m.Record, m.Version, m.FromEnv = rec, v, fromEnv
 	m.Failure = states.ReasonNone
+}
+
+// adoptLoaded takes what a load found. A credential other than the one in
+// memory came from outside (another program, a person): the quiet after a
+// recovery was about the tokens that recovery brought, not about it.
+func (m *Model) adoptLoaded(e states.Loaded) {
+	if !e.Record.SameCredential(m.Record) || e.FromEnv != m.FromEnv {
+		m.QuietUntil, m.QuietAbove = time.Time{}, 0
+	}
+	m.adopt(e.Record, e.Version, e.FromEnv)
 }
 
 // fail forgets the credential and records why it failed for good.
