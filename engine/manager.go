@@ -135,8 +135,9 @@ type parts struct {
 	onTransition     func(Transition)
 }
 
-// Close stops timers, waits for a refresh in flight to finish (or be
-// cancelled; a save of tokens already redeemed is let finish), releases the
+// Close stops timers, waits for a refresh in flight to finish (a wait for
+// the store lock is cut short; a redemption already sent, and the save of
+// its tokens, are let finish, within the refresh timeout), releases the
 // store lock if held and stops delivering transitions. Calls after Close
 // return ErrClosed. Close is idempotent.
 func (m *Manager) Close() error {
@@ -322,8 +323,8 @@ func (m *Manager) fly(cmds []effects.Command) {
 				m.mu.Lock()
 				m.runLocalLocked(c)
 				m.mu.Unlock()
-			case effects.KindPersistRecord:
-				if ev := m.save(ctx, c); ev != nil && outcome == nil {
+			case effects.KindRedeemRefreshToken, effects.KindPersistRecord:
+				if ev := m.runToEnd(ctx, c); ev != nil && outcome == nil {
 					outcome = ev
 				}
 			default:
@@ -356,13 +357,18 @@ func (m *Manager) fly(cmds []effects.Command) {
 	m.mu.Unlock()
 }
 
-// save runs a PersistRecord command of a flight. Once the provider has
-// answered a redemption, the old refresh token is spent and the record to
-// save holds the only live one: if the save were cut short, the store would
-// keep the spent token for every process sharing it to replay. So the save
-// is not bound by the refresh running out of time, nor by Close; it gets a
-// budget of its own.
-func (m *Manager) save(ctx context.Context, c effects.Command) states.Event {
+// runToEnd runs a redemption or a save of a flight under a budget of its
+// own, which neither the refresh running out of time nor Close can cut
+// short. Once a redemption is sent, the provider may have served it and
+// retired the refresh token it carried: its answer holds the only live one,
+// and cutting the request off would lose it. Once the answer is in, the
+// record to save holds it: if the save were cut short, the store would keep
+// the spent token for every process sharing it to replay.
+//
+// TODO: a redemption that times out at the HTTP client (oauth's own
+// timeout) after it was sent is still lost the same way; only a provider
+// that accepts the previous refresh token for a grace period can save it.
+func (m *Manager) runToEnd(ctx context.Context, c effects.Command) states.Event {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
 	defer cancel()
 	return m.runner.Run(ctx, c)

@@ -599,9 +599,9 @@ func TestManagerNeverServesAnEmptyToken(t *testing.T) {
 }
 
 // TestManagerClose: Close wakes every caller waiting for a refresh with
-// ErrClosed, ends the refresh, releases the store lock and leaves no
-// goroutine behind; every call after it fails with ErrClosed, the hot path
-// included.
+// ErrClosed at once, lets the redemption already sent finish and saves its
+// tokens, releases the store lock and leaves no goroutine behind; every call
+// after it fails with ErrClosed, the hot path included.
 func TestManagerClose(t *testing.T) {
 	ctx := context.Background()
 	r := newRig(t)
@@ -618,20 +618,28 @@ func TestManagerClose(t *testing.T) {
 
 	closed := make(chan error, 1)
 	go func() { closed <- m.Close() }()
+	for range 2 {
+		if err := <-waiting; !errors.Is(err, engine.ErrClosed) {
+			t.Errorf("a waiting caller got %v, want ErrClosed", err)
+		}
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a redemption was out at the token server")
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.gate.release()
 	select {
 	case err := <-closed:
 		if err != nil {
 			t.Fatalf("Close: %v", err)
 		}
 	case <-time.After(waitLimit):
-		t.Fatal("Close waited for the refresh held at the token server")
+		t.Fatal("Close did not return once the redemption was answered")
 	}
-	for range 2 {
-		if err := <-waiting; !errors.Is(err, engine.ErrClosed) {
-			t.Errorf("a waiting caller got %v, want ErrClosed", err)
-		}
+	if stored := r.mustAuth(); stored.RefreshToken == ts.RefreshToken {
+		t.Fatal("the tokens of the redemption Close let finish were not saved")
 	}
-	r.gate.release()
 
 	// After Close.
 	if _, err := m.Token(ctx); !errors.Is(err, engine.ErrClosed) {
@@ -651,14 +659,18 @@ func TestManagerClose(t *testing.T) {
 	}
 
 	// The store lock was released: another manager of the same home
-	// refreshes at once, with the refresh token the closed one never
-	// managed to redeem.
+	// starts with the saved tokens and refreshes at once, with the refresh
+	// token the closed one rotated to.
 	m2 := r.start(r.config())
-	if d := m2.Observe(ctx, ts.AccessToken, http.StatusUnauthorized, nil); d.Action != engine.Retry {
+	cur, err := m2.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m2.Observe(ctx, cur, http.StatusUnauthorized, nil); d.Action != engine.Retry {
 		t.Fatalf("a second manager: %v (%v), want retry", d.Action, d.Err)
 	}
-	if st := r.srv.Stats(); st.Redemptions != 1 || st.ReuseAttempts != 0 {
-		t.Fatalf("server stats %+v", st)
+	if st := r.srv.Stats(); st.Redemptions != 2 || st.ReuseAttempts != 0 {
+		t.Fatalf("server stats %+v, want two redemptions and no reuse", st)
 	}
 }
 
@@ -747,5 +759,55 @@ func TestManagerTransientErrorWrapsTheStoreError(t *testing.T) {
 	}
 	if s := m.Snapshot(); s.LastError != "" {
 		t.Fatalf("LastError %q after a success", s.LastError)
+	}
+}
+
+// TestManagerCloseLetsARedemptionFinish: a redemption already sent when the
+// caller gives up and the manager closes is let finish, and its tokens are
+// saved. Cutting it off would lose the answer to a request the provider may
+// already have served, and with it the rotated refresh token: the one in
+// the store would then be spent, and the login dead.
+func TestManagerCloseLetsARedemptionFinish(t *testing.T) {
+	r := newRig(t)
+	store := effectstest.NewMemStore()
+	ts := r.issue(mainAccount)
+	store.Put(states.Record{Mode: states.ModeManaged, Tokens: ts.Tokens(),
+		AccessExpiry: ts.AccessExpiry, LastRefresh: mgrStart})
+
+	sent, release := make(chan struct{}), make(chan struct{})
+	rotated := states.NewSecret("rt-rotated-while-closing")
+	cfg := r.config()
+	cfg.Store = store
+	cfg.Endpoint = effectstest.EndpointFunc(func(ctx context.Context, _ states.Secret) (states.Grant, error) {
+		close(sent) // the provider has it, and rotates
+		select {
+		case <-release:
+			return states.Grant{AccessToken: states.NewSecret("at-new"), RefreshToken: rotated,
+				AccessExpiry: r.clock.Now().Add(time.Hour)}, nil
+		case <-ctx.Done():
+			return states.Grant{}, &states.RefreshError{Detail: "cancelled", Err: ctx.Err()}
+		}
+	})
+	m := r.start(cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- m.Refresh(ctx) }()
+	<-sent
+	cancel()
+	if err := <-refreshed; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Refresh = %v, want the caller's cancellation", err)
+	}
+	closed := make(chan struct{})
+	go func() { m.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the redemption was still out")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if rec, _ := store.Get(); !rec.Tokens.RefreshToken.Equal(rotated) {
+		t.Fatal("the store does not hold the refresh token the provider rotated to")
 	}
 }
