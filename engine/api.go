@@ -124,6 +124,11 @@ type Decision struct {
 // that was already replaced starts nothing: the answer is Retry with the
 // current token. A refused API key is GiveUp with ErrKeyRejected.
 //
+// The error of a GiveUp is one of: ErrKeyRejected, ErrRefusedAgain, a
+// *PermanentError (ErrPermanent: sign in again), a *TransientError
+// (ErrTransient: the refresh failed for now; RetryAt says when the next try
+// is due), ErrLoggedOut, ErrClosed, or the ctx's error when ctx ended first.
+//
 // A 401 for tokens that a recovery brought less than
 // Config.RecoveryCooldown ago is GiveUp with ErrRefusedAgain, and no
 // refresh: an API that refuses every token then costs one redemption per

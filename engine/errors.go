@@ -16,8 +16,10 @@ var (
 	// ErrPermanent: the credential failed for good (see *PermanentError for
 	// the reason). Sign in again.
 	ErrPermanent = errors.New("engine: the credential cannot be used any more")
-	// ErrTransient: a refresh failed in a way that may pass and the current
-	// access token has expired (see *TransientError for when to retry).
+	// ErrTransient: a refresh failed in a way that may pass (see
+	// *TransientError for when to retry). Token returns it only once the
+	// access token has expired; until then it serves that token. Refresh
+	// and Observe return it whatever the access token's expiry.
 	ErrTransient = errors.New("engine: the credential cannot be refreshed right now")
 	// ErrKeyRejected: the API refused the API key. Keys are never refreshed.
 	ErrKeyRejected = errors.New("engine: the API refused the API key")
@@ -52,8 +54,8 @@ func (e *PermanentError) Error() string {
 // Is makes errors.Is(err, ErrPermanent) true.
 func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
 
-// TransientError says that no usable token is available right now and when
-// the next refresh may be tried.
+// TransientError says that the tokens could not be refreshed for now, and
+// when the next refresh may be tried.
 type TransientError struct {
 	RetryAt time.Time // zero when unknown
 	Detail  string    // the last failure, sanitised
@@ -64,7 +66,7 @@ type TransientError struct {
 }
 
 func (e *TransientError) Error() string {
-	msg := "engine: the access token has expired and could not be refreshed yet"
+	msg := "engine: the tokens could not be refreshed for now"
 	if !e.RetryAt.IsZero() {
 		msg += "; next attempt after " + e.RetryAt.UTC().Format(time.RFC3339)
 	}
