@@ -80,7 +80,7 @@ func (m *Manager) serve(v *view, st states.State) (string, *view, error) {
 	case states.LoggedOut:
 		return "", nil, fmt.Errorf("%w: sign in with an API key or OAuth tokens", ErrLoggedOut)
 	case states.FailedPermanent:
-		return "", nil, &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError}
+		return "", nil, &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError, Err: v.cause}
 	}
 	return "", nil, fmt.Errorf("%w: no token in state %s", ErrInternal, st)
 }
@@ -267,7 +267,7 @@ func (m *Manager) login(ctx context.Context, rec states.Record) error {
 		return err
 	}
 	if res.To == states.FailedPermanent {
-		return &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError}
+		return &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError, Err: v.cause}
 	}
 	if s := m.Snapshot(); s.Generation == res.Generation && s.Unsaved {
 		return fmt.Errorf("engine: signed in for this process, but %s", s.LastError)

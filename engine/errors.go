@@ -41,6 +41,10 @@ type PermanentError struct {
 	Reason states.Reason
 	// Detail is what the provider or the store said, sanitised; may be "".
 	Detail string
+	// Err is the error behind Detail, when the failure carried one (the
+	// provider's *states.RefreshError, a store's error such as
+	// fs.ErrPermission), for errors.Is and errors.As. It holds no secret.
+	Err error
 }
 
 func (e *PermanentError) Error() string {
@@ -53,6 +57,9 @@ func (e *PermanentError) Error() string {
 
 // Is makes errors.Is(err, ErrPermanent) true.
 func (e *PermanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Unwrap returns the cause, if known.
+func (e *PermanentError) Unwrap() error { return e.Err }
 
 // TransientError says that the tokens could not be refreshed for now, and
 // when the next refresh may be tried.

@@ -226,6 +226,7 @@ func joinsFlight(k states.EventKind) bool {
 
 // stepLocked applies one event and publishes the result. m.mu is held.
 func (m *Manager) stepLocked(ev states.Event) (Result, error) {
+	prevErr := m.machine.Extended().LastError
 	res, err := m.machine.Step(ev)
 	if err != nil {
 		return res, err
@@ -233,10 +234,13 @@ func (m *Manager) stepLocked(ev states.Event) (Result, error) {
 	if e, ok := ev.(states.StoresCleared); ok {
 		m.lastRemovals, m.lastClearErr = e.Removals, e.Err
 	}
-	if m.machine.Extended().LastError == "" {
+	switch lastErr := m.machine.Extended().LastError; {
+	case lastErr == "":
 		m.cause = nil
-	} else if c := causeOf(ev); c != nil {
-		m.cause = c
+	case causeOf(ev) != nil:
+		m.cause = causeOf(ev)
+	case lastErr != prevErr:
+		m.cause = nil // a failure that carried no error of its own
 	}
 	m.publishLocked()
 	t := newTransition(res, ev.Time())
@@ -255,6 +259,8 @@ func (m *Manager) stepLocked(ev states.Event) (Result, error) {
 // stores and endpoints never hold a secret.
 func causeOf(ev states.Event) error {
 	switch e := ev.(type) {
+	case states.Loaded:
+		return e.Err
 	case states.RereadFailed:
 		return e.Err
 	case states.PersistFailed:
@@ -262,6 +268,10 @@ func causeOf(ev states.Event) error {
 	case states.HostRefreshFailed:
 		return e.Err
 	case states.RefreshFailed:
+		if e.Err != nil {
+			return e.Err
+		}
+	case states.RefreshRejected:
 		if e.Err != nil {
 			return e.Err
 		}

@@ -811,3 +811,37 @@ func TestManagerCloseLetsARedemptionFinish(t *testing.T) {
 		t.Fatal("the store does not hold the refresh token the provider rotated to")
 	}
 }
+
+// TestManagerPermanentErrorWrapsItsCause: a store this user may not read
+// fails the credential (never a silent logout), and the error says why in a
+// form a host can test: fs.ErrPermission, not a dead login. A refusal by
+// the provider unwraps to its *states.RefreshError.
+func TestManagerPermanentErrorWrapsItsCause(t *testing.T) {
+	ctx := context.Background()
+	t.Run("store_not_readable", func(t *testing.T) {
+		r := newRig(t)
+		store := effectstest.NewMemStore()
+		store.FailLoad = func() error {
+			return fmt.Errorf("storage: read auth.json: %w (%w)", states.ErrUnreadable, fs.ErrPermission)
+		}
+		cfg := r.config()
+		cfg.Store = store
+		m := r.start(cfg)
+		_, err := m.Token(ctx)
+		if !errors.Is(err, engine.ErrPermanent) || !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Token = %v; want ErrPermanent wrapping fs.ErrPermission", err)
+		}
+	})
+	t.Run("refused_by_the_provider", func(t *testing.T) {
+		r := newRig(t)
+		ts := r.issue(mainAccount)
+		r.writeAuth(ts)
+		m := r.start(r.config())
+		r.srv.Revoke(ts.RefreshToken)
+		err := m.Refresh(ctx)
+		var re *states.RefreshError
+		if !errors.Is(err, engine.ErrPermanent) || !errors.As(err, &re) || re.Reason != states.ReasonRevoked {
+			t.Fatalf("Refresh = %v; want ErrPermanent wrapping the provider's refusal", err)
+		}
+	})
+}
