@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +24,8 @@ second time would end the login.
 
 Exit codes as for "credctl token": 2 when not signed in, 3 when the
 provider refused the refresh for good, 4 when it failed for now, 1 for an
-API key (never refreshed) and other errors.`
+API key (never refreshed) and other errors, including new tokens that could
+not be saved (the store changed meanwhile, say by a logout elsewhere).`
 
 func (a *app) refreshCommand() *cobra.Command {
 	return &cobra.Command{
@@ -61,6 +63,9 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 		}
 		return tokenFailure(err, after, s.home)
 	}
+	if after.Unsaved {
+		return unsavedRefresh(after)
+	}
 	if slices.Contains(rules, "reread_adopt_fresh") {
 		a.out("another process had already refreshed the tokens; adopted them from " +
 			"the store, nothing redeemed")
@@ -74,8 +79,26 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 	if !before.LastRefresh.IsZero() && !after.LastRefresh.IsZero() {
 		a.out("last refresh %s (was %s)", clock(after.LastRefresh), clock(before.LastRefresh))
 	}
-	if after.Unsaved {
-		writeLine(a.stderr, "credctl: warning: "+after.LastError)
-	}
 	return nil
+}
+
+// unsavedRefresh reports a refresh whose new tokens could not be saved (the
+// store changed under it, say, because another process signed out). They
+// live only in this process, which is about to exit, and a provider that
+// rotates refresh tokens has retired the one they replace: that is a
+// failure, not a success with a warning.
+func unsavedRefresh(snap engine.Snapshot) error {
+	return &cliError{code: exitError, msg: "the tokens were refreshed, but " + unsavedLine(snap)}
+}
+
+// unsavedLine says that the new tokens in snap could not be saved, why, and
+// what to do. The reason is the snapshot's LastError, which never holds a
+// secret.
+func unsavedLine(snap engine.Snapshot) string {
+	why := strings.TrimPrefix(snap.LastError, "the credential could not be saved: ")
+	if why == "" {
+		why = "no reason given"
+	}
+	return "the new tokens could not be saved (" + why + ") and are lost when credctl " +
+		`exits; "credctl status" shows what is stored now`
 }

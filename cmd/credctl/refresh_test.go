@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/credfsm/credfsm/oauth/oauthtest"
+	"github.com/credfsm/credfsm/storage"
+)
+
+// writeAuthJSON writes a Codex auth.json holding set into home.
+func writeAuthJSON(t *testing.T, home string, set oauthtest.TokenSet) string {
+	t.Helper()
+	doc := map[string]any{
+		"auth_mode":      "chatgpt",
+		"OPENAI_API_KEY": nil,
+		"tokens": map[string]any{
+			"id_token":      set.IDToken,
+			"access_token":  set.AccessToken,
+			"refresh_token": set.RefreshToken,
+			"account_id":    set.Account.AccountID,
+		},
+		"last_refresh": time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(home, storage.AuthFileName)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tokenProxy forwards requests to the token server srv after running
+// before, once, on the first of them: what another process does while a
+// redemption is under way.
+func tokenProxy(t *testing.T, srv *oauthtest.Server, before func()) *httptest.Server {
+	t.Helper()
+	var once sync.Once
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(before)
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, srv.URL+r.URL.RequestURI(),
+			bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := srv.HTTPClient().Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestRefresh_unsavedIsAFailure: another process signs out while a refresh
+// is under way, so the save of the new tokens finds the store changed and
+// is refused. credctl must not claim that the tokens were saved: they live
+// only in the credctl process, which exits. It says so on stderr, in one
+// line with the reason, and exits 1.
+func TestRefresh_unsavedIsAFailure(t *testing.T) {
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
+		UserID: "user-test", AccountID: "acct-test"})
+	home := t.TempDir()
+	auth := writeAuthJSON(t, home, set)
+	// The other process's logout: it clears the store without the lock,
+	// as "credctl logout" does once its wait for the lock runs out.
+	proxy := tokenProxy(t, srv, func() {
+		if err := os.Remove(auth); err != nil {
+			t.Error(err)
+		}
+	})
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath,
+		"refresh"}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+
+	if got := srv.Stats().Redemptions; got != 1 {
+		t.Fatalf("redemptions = %d, want 1; stderr: %s", got, stderr.String())
+	}
+	if code != exitError {
+		t.Errorf("exit code %d, want %d", code, exitError)
+	}
+	if strings.Contains(stdout.String(), "saved") {
+		t.Errorf("stdout claims a save:\n%s", stdout.String())
+	}
+	line := stderr.String()
+	if strings.Count(line, "\n") != 1 {
+		t.Errorf("stderr is not one line:\n%s", line)
+	}
+	const want = "credctl: the tokens were refreshed, but the new tokens could not be saved ("
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, "changed since it was read") {
+		t.Errorf("stderr %q\nwant it to start %q and give the reason", line, want)
+	}
+	for _, secret := range []string{set.IDToken, set.AccessToken, set.RefreshToken, "eyJ"} {
+		if strings.Contains(stdout.String()+line, secret) {
+			t.Errorf("the output holds a token")
+		}
+	}
+	if _, err := os.Stat(auth); !os.IsNotExist(err) {
+		t.Errorf("auth.json is back after the other process's logout (stat: %v)", err)
+	}
+}
