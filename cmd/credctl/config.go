@@ -133,7 +133,13 @@ type session struct {
 	m          *engine.Manager
 	home       string
 	homeSource string
-	work       *workLog // what the manager was busy with, step by step
+	mode       storage.Mode // the --store in use
+	work       *workLog     // what the manager was busy with, step by step
+
+	// opened is the snapshot taken once the credential was loaded, before
+	// the command's own work: what gaveUp compares with to tell whether a
+	// refresh finished after the command stopped waiting for it.
+	opened engine.Snapshot
 }
 
 // open builds the Manager every command but demo and replay uses, and
@@ -169,7 +175,8 @@ func (a *app) open(ctx context.Context, lockWait time.Duration) (*session, error
 	if err != nil {
 		return nil, fmt.Errorf("cannot start: %w", err)
 	}
-	return &session{m: m, home: home, homeSource: source, work: work}, nil
+	return &session{m: m, home: home, homeSource: source, mode: mode, work: work,
+		opened: m.Snapshot()}, nil
 }
 
 // withSession runs fn with a manager for the configured home, under the

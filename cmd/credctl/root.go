@@ -102,11 +102,15 @@ func (a *app) rootCommand() *cobra.Command {
 
 // timeoutUsage documents --timeout. The limits it names are not credctl's
 // to lift: the engine bounds each request, the wait for the lock and a whole
-// refresh whatever the caller's deadline.
+// refresh whatever the caller's deadline. Nor is the wait past the deadline
+// for a redemption already sent: the engine lets it finish when credctl
+// closes it, since its answer holds the only live refresh token.
 var timeoutUsage = fmt.Sprintf("how long token, refresh, login and logout wait for the store "+
 	"lock and the token endpoint before giving up (0: no limit of credctl's own); built-in "+
 	"limits apply regardless: %s per request to the token endpoint, %s for the store lock, "+
-	"%s per refresh", span(oauth.DefaultTimeout), span(effects.DefaultLockTimeout),
+	"%s per refresh; a refresh token already sent to the token endpoint is waited for past "+
+	"--timeout (up to the per-request limit), so that the new tokens are saved, not lost",
+	span(oauth.DefaultTimeout), span(effects.DefaultLockTimeout),
 	span(engine.DefaultRefreshTimeout))
 
 // checkFlags refuses global flag values that parse but make no sense.

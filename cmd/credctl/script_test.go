@@ -136,7 +136,9 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 
 // oauthserver [-rfc] fault FAULT...     queue faults: reject:CODE, status:N,
 //
-//	ratelimit:SECONDS, html:N, hang
+//	ratelimit:SECONDS, html:N, hang,
+//	delay:DURATION (answer, and redeem,
+//	only after DURATION, e.g. 3s)
 //
 // oauthserver [-rfc] stats NAME N       check a counter: requests,
 //
@@ -225,6 +227,12 @@ func parseFault(ts *testscript.TestScript, spec string) oauthtest.Fault {
 		return oauthtest.HTMLPage(num())
 	case "hang":
 		return oauthtest.Hang()
+	case "delay":
+		d, err := time.ParseDuration(arg)
+		if err != nil {
+			ts.Fatalf("fault %q: want a duration after the colon", spec)
+		}
+		return oauthtest.Delay(d)
 	}
 	ts.Fatalf("unknown fault %q", spec)
 	return oauthtest.Fault{}

@@ -62,10 +62,28 @@ func (l *workLog) busyAt(t time.Time) (effects.Kind, bool) {
 	return 0, false
 }
 
+// sent reports whether a redemption of the refresh token was under way at
+// any step so far.
+func (l *workLog) sent() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, st := range l.steps {
+		if st.busy && st.work == effects.KindRedeemRefreshToken {
+			return true
+		}
+	}
+	return false
+}
+
 // gaveUp explains an error that ends a command because its --timeout ran
 // out, by what the manager was doing at the deadline. Any other error is
-// returned as it is. It closes the manager: that delivers every transition
-// up to the deadline to the log.
+// returned as it is.
+//
+// It closes the manager first: that delivers every transition up to the
+// deadline to the log, and lets a redemption already sent finish and its
+// tokens be saved (the provider may have retired the refresh token it
+// carried). If that refresh did finish, the message says so instead of
+// blaming what was awaited: the next run finds the new tokens.
 func (s *session) gaveUp(ctx context.Context, err error) error {
 	var ce *cliError
 	if err == nil || errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) {
@@ -76,28 +94,52 @@ func (s *session) gaveUp(ctx context.Context, err error) error {
 		return err
 	}
 	s.m.Close()
+	if msg, ok := refreshedLate(s.opened, s.m.Snapshot(), s.work.sent()); ok {
+		return &cliError{code: exitTransient, err: err, msg: msg}
+	}
 	work, busy := s.work.busyAt(deadline)
 	return &cliError{code: exitTransient, err: err, msg: timeoutLine(work, busy, s.home)}
 }
 
-// timeoutLine says what credctl stopped waiting for at its --timeout.
+const gaveUpWaiting = "gave up waiting (see --timeout)"
+
+// refreshedLate says that a refresh the command stopped waiting for
+// finished afterwards, when it did: a redemption was sent (sent), and the
+// snapshot after Close holds newer tokens than the one taken when the
+// session opened.
+func refreshedLate(opened, closed engine.Snapshot, sent bool) (string, bool) {
+	if !sent || closed.Generation == opened.Generation ||
+		!closed.LastRefresh.After(opened.LastRefresh) {
+		return "", false
+	}
+	if closed.Unsaved {
+		return gaveUpWaiting + "; the refresh finished afterwards, but " + unsavedLine(closed),
+			true
+	}
+	return gaveUpWaiting + ", but the refresh finished afterwards and the new tokens were " +
+		"saved; run the command again", true
+}
+
+// timeoutLine says what credctl stopped waiting for at its --timeout. The
+// lock case cannot tell whether another process held the lock or the
+// --timeout was too short to take a free one, so it says what is true
+// either way.
 func timeoutLine(work effects.Kind, busy bool, home string) string {
-	const gaveUp = "gave up waiting (see --timeout)"
 	if !busy {
-		return gaveUp + "; try again later"
+		return gaveUpWaiting + "; try again later"
 	}
 	switch work {
 	case effects.KindLockAndReread:
-		return gaveUp + ": another process holds the lock on " + home +
-			"; it may be refreshing the tokens; try again later"
+		return gaveUpWaiting + " for the lock on " + home +
+			" (another process may hold it while it refreshes); try again later"
 	case effects.KindRedeemRefreshToken:
-		return gaveUp + ": the token server did not answer in time; try again later"
+		return gaveUpWaiting + ": the token server did not answer in time; try again later"
 	case effects.KindPersistRecord:
-		return gaveUp + " while the credential was being saved in " + home +
+		return gaveUpWaiting + " while the credential was being saved in " + home +
 			`; "credctl status" shows what is stored now`
 	case effects.KindDeleteStores:
-		return gaveUp + " while the stores were being cleared; some may still hold the " +
+		return gaveUpWaiting + " while the stores were being cleared; some may still hold the " +
 			`credential: run "credctl logout" again`
 	}
-	return gaveUp + "; try again later"
+	return gaveUpWaiting + "; try again later"
 }

@@ -53,15 +53,17 @@ func TestWorkLog(t *testing.T) {
 	}
 }
 
-// TestTimeoutLine: giving up is blamed on what was actually awaited.
+// TestTimeoutLine: giving up is blamed on what was actually awaited, and
+// no more is claimed than is known: a wait for the lock may have been too
+// short to take a lock nobody held.
 func TestTimeoutLine(t *testing.T) {
 	for _, tt := range []struct {
 		work effects.Kind
 		busy bool
 		want string
 	}{
-		{effects.KindLockAndReread, true, "another process holds the lock on /srv/codex; " +
-			"it may be refreshing"},
+		{effects.KindLockAndReread, true, "gave up waiting (see --timeout) for the lock on " +
+			"/srv/codex (another process may hold it while it refreshes); try again later"},
 		{effects.KindRedeemRefreshToken, true, "the token server did not answer in time"},
 		{effects.KindPersistRecord, true, "while the credential was being saved"},
 		{effects.KindDeleteStores, true, `run "credctl logout" again`},
@@ -74,5 +76,47 @@ func TestTimeoutLine(t *testing.T) {
 		if tt.work != effects.KindRedeemRefreshToken && strings.Contains(got, "token server") {
 			t.Errorf("busy %v with %v: %q blames the token server", tt.busy, tt.work, got)
 		}
+		if strings.Contains(got, "holds the lock") {
+			t.Errorf("busy %v with %v: %q says for sure that the lock is held", tt.busy,
+				tt.work, got)
+		}
+	}
+}
+
+// TestRefreshedLate: a refresh whose redemption was sent before the
+// deadline and that finished while the manager closed is reported as
+// done, saved or not; anything else is left to timeoutLine.
+func TestRefreshedLate(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 9, 0, 0, 0, time.UTC)
+	opened := engine.Snapshot{State: states.Stale, Generation: 1, LastRefresh: t0}
+	refreshed := engine.Snapshot{State: states.Fresh, Generation: 2,
+		LastRefresh: t0.Add(time.Hour)}
+	unsaved := refreshed
+	unsaved.Unsaved = true
+	unsaved.LastError = "the credential could not be saved: storage: /h/auth.json changed " +
+		"since it was read"
+	for _, tt := range []struct {
+		name   string
+		closed engine.Snapshot
+		sent   bool
+		want   string // "" when nothing is to be said
+	}{
+		{"saved", refreshed, true, "gave up waiting (see --timeout), but the refresh finished " +
+			"afterwards and the new tokens were saved; run the command again"},
+		{"unsaved", unsaved, true, "gave up waiting (see --timeout); the refresh finished " +
+			"afterwards, but the new tokens could not be saved (storage: /h/auth.json changed " +
+			`since it was read) and are lost when credctl exits; "credctl status" shows what ` +
+			"is stored now"},
+		{"nothing changed", opened, true, ""},
+		{"no redemption was sent", refreshed, false, ""},
+		{"the refresh failed", engine.Snapshot{State: states.Stale, Generation: 1,
+			LastRefresh: t0, LastError: "HTTP 503"}, true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := refreshedLate(opened, tt.closed, tt.sent)
+			if got != tt.want || ok != (tt.want != "") {
+				t.Errorf("refreshedLate = %q, %v\nwant %q", got, ok, tt.want)
+			}
+		})
 	}
 }
