@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/credfsm/credfsm/states"
@@ -69,7 +70,22 @@ func (e *Ephemeral) holds() bool {
 	return ok
 }
 
-func (e *Ephemeral) where() string { return "memory " + KeyringAccount(e.home) }
+func (e *Ephemeral) where() string { return memoryBackend(KeyringAccount(e.home)) }
+
+// memoryBackendPrefix begins how errors and Removals name the in-memory
+// entry of a home: "memory " and the entry's key (see KeyringAccount).
+const memoryBackendPrefix = "memory "
+
+func memoryBackend(account string) string { return memoryBackendPrefix + account }
+
+// InMemory reports whether r is about the in-memory entry of a home: the
+// host-managed tokens that Store keeps in front of every backend, or the
+// whole store in ModeEphemeral. Its Backend names the entry by its key,
+// which means nothing to most people; a caller reporting to them can use
+// this to describe it in its own words.
+func InMemory(r states.Removal) bool {
+	return strings.HasPrefix(r.Backend, memoryBackendPrefix)
+}
 
 func (e *Ephemeral) snapshot(ctx context.Context) (snapshot, error) {
 	if err := ctx.Err(); err != nil {
@@ -80,7 +96,7 @@ func (e *Ephemeral) snapshot(ctx context.Context) (snapshot, error) {
 	data, ok := memory.m[account]
 	memory.mu.Unlock()
 	// Stored slices are never modified in place, so sharing is safe.
-	return snapshot{where: "memory " + account, data: data, found: ok}, nil
+	return snapshot{where: memoryBackend(account), data: data, found: ok}, nil
 }
 
 func (e *Ephemeral) write(_ context.Context, rec states.Record, _ snapshot,
@@ -104,5 +120,5 @@ func (e *Ephemeral) clear(context.Context) ([]states.Removal, error) {
 	_, ok := memory.m[account]
 	delete(memory.m, account)
 	memory.mu.Unlock()
-	return []states.Removal{{Backend: "memory " + account, Removed: ok}}, nil
+	return []states.Removal{{Backend: memoryBackend(account), Removed: ok}}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/credfsm/credfsm/states"
@@ -29,7 +30,8 @@ import (
 // is the empty store. Save replaces the file it leads to (creating it for
 // a link to nothing, when its directory exists) and keeps the link; the
 // compare is against that same file. Delete removes the link, not the
-// file it leads to (see File.remove).
+// file it leads to (see File.remove), and its Removal names that file
+// (see LeftInPlace).
 //
 // TODO: the lock file stays next to the link, so two homes whose auth.json
 // link to one file do not exclude each other's refreshes; the
@@ -228,11 +230,54 @@ func (f *File) writeBytes(data []byte, target string) error {
 	return nil
 }
 
-// clear removes the file and leftover temporary files.
+// clear removes the file and leftover temporary files. When auth.json was
+// a symbolic link, the Removal says which file was left in place (see
+// LeftInPlace).
 func (f *File) clear(context.Context) ([]states.Removal, error) {
-	removed, err := f.remove()
-	r := states.Removal{Backend: "file " + f.path, Removed: removed, Err: err}
+	removed, kept, err := f.remove()
+	r := states.Removal{Backend: fileBackend(f.path, kept), Removed: removed, Err: err}
 	return []states.Removal{r}, err
+}
+
+// The Removal of a symbolic link auth.json whose target was left in place
+// names both: "file <link> (a symbolic link to <target>, which was left in
+// place)". A Removal has no field for the target, and a caller that only
+// prints Backend should still tell its user; LeftInPlace gives it back to
+// a caller that wants to say more.
+const (
+	fileBackendPrefix = "file "
+	keptTargetOpen    = " (a symbolic link to "
+	keptTargetClose   = ", which was left in place)"
+)
+
+// fileBackend is how a Removal names the file store at path; kept is the
+// file a symbolic link there led to and that was left in place, if any.
+func fileBackend(path, kept string) string {
+	if kept == "" {
+		return fileBackendPrefix + path
+	}
+	return fileBackendPrefix + path + keptTargetOpen + kept + keptTargetClose
+}
+
+// LeftInPlace returns the file that deleting the credential left in place
+// because auth.json was a symbolic link to it (see File), and reports
+// whether r is such a removal. That file may still hold a working
+// credential: a caller should tell its user, who decides whether to delete
+// it.
+func LeftInPlace(r states.Removal) (target string, ok bool) {
+	rest, ok := strings.CutPrefix(r.Backend, fileBackendPrefix)
+	if !ok {
+		return "", false
+	}
+	rest, ok = strings.CutSuffix(rest, keptTargetClose)
+	if !ok {
+		return "", false
+	}
+	i := strings.LastIndex(rest, keptTargetOpen)
+	if i < 0 {
+		return "", false
+	}
+	return rest[i+len(keptTargetOpen):], true
 }
 
 // remove deletes the file; removed is false when there was none.
@@ -241,10 +286,11 @@ func (f *File) clear(context.Context) ([]states.Removal, error) {
 // the file it leads to in place, as Codex's logout (which removes the path
 // auth.json) does: that file may be another program's, or shared with
 // one. Load then finds nothing, and the next save writes a regular
-// auth.json. Since the file left behind may still hold a credential, a
-// warning naming it is logged; temporary files that saves through the
-// link left next to it are removed, as they are ours.
-func (f *File) remove() (removed bool, err error) {
+// auth.json. Since the file left behind may still hold a credential, it is
+// returned as kept (when it exists) and a warning naming it is logged;
+// temporary files that saves through the link left next to it are
+// removed, as they are ours.
+func (f *File) remove() (removed bool, kept string, err error) {
 	tidyTempFiles(f.home, AuthFileName, 0)
 	target, terr := resolveLink(f.path)
 	linked := terr == nil && target != f.path
@@ -254,9 +300,9 @@ func (f *File) remove() (removed bool, err error) {
 	err = os.Remove(f.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return false, "", nil
 	case err != nil:
-		return false, fmt.Errorf("storage: cannot remove %s: %w", f.path, err)
+		return false, "", fmt.Errorf("storage: cannot remove %s: %w", f.path, err)
 	}
 	if err := syncDir(f.home); err != nil {
 		// The file is gone for every reader; only its durability across
@@ -266,6 +312,7 @@ func (f *File) remove() (removed bool, err error) {
 	}
 	if linked {
 		if _, err := os.Lstat(target); err == nil {
+			kept = target
 			f.logger.Warn("storage: removed the symbolic link to the credential file; "+
 				"the file it led to is left in place and may still hold a credential",
 				"path", f.path, "target", target)
@@ -274,7 +321,7 @@ func (f *File) remove() (removed bool, err error) {
 	f.mu.Lock()
 	f.note = ""
 	f.mu.Unlock()
-	return true, nil
+	return true, kept, nil
 }
 
 // ensureDir creates dir (0700) if it is missing and takes every group and

@@ -158,7 +158,7 @@ func (k *Keyring) write(ctx context.Context, rec states.Record, _ snapshot,
 
 // removePlaintext deletes auth.json after the keyring took the record.
 func (k *Keyring) removePlaintext() {
-	removed, err := k.file.remove()
+	removed, _, err := k.file.remove()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err != nil {

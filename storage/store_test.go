@@ -199,6 +199,10 @@ func TestStore_deleteClearsEveryBackend(t *testing.T) {
 				if !strings.HasPrefix(r.Backend, tt.backends[i]) || !r.Removed || r.Err != nil {
 					t.Errorf("removal %d = %+v, want %s…, removed", i, r, tt.backends[i])
 				}
+				if want := tt.backends[i] == "memory "; InMemory(r) != want {
+					t.Errorf("InMemory(removal %d, %s) = %v, want %v", i, r.Backend,
+						InMemory(r), want)
+				}
 			}
 			if rec, v, err := s.Load(ctx); !rec.IsZero() || v != states.NoVersion || err != nil {
 				t.Errorf("after Delete, Load = %v, %q, %v", rec.Mode, v, err)

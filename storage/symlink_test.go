@@ -308,7 +308,8 @@ func TestFile_symlinkLoop(t *testing.T) {
 
 // Delete removes the link auth.json, as Codex's logout does, and leaves
 // the file it led to (which may be another program's) in place, saying so
-// in the log.
+// in the log and in the Removal, where LeftInPlace finds it: a caller must
+// be able to tell its user that a credential may remain.
 func TestFile_deleteRemovesTheLinkNotItsTarget(t *testing.T) {
 	ctx := ctxT(t)
 	root := t.TempDir()
@@ -334,9 +335,15 @@ func TestFile_deleteRemovesTheLinkNotItsTarget(t *testing.T) {
 	s := NewFile(home, logger)
 
 	got, err := s.Delete(ctx)
-	want := []states.Removal{{Backend: "file " + link, Removed: true}}
+	want := []states.Removal{{Backend: "file " + link + " (a symbolic link to " + target +
+		", which was left in place)", Removed: true}}
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
 		t.Errorf("Delete err %v, removals (-want +got):\n%s", err, diff)
+	}
+	if len(got) == 1 {
+		if kept, ok := LeftInPlace(got[0]); !ok || kept != target {
+			t.Errorf("LeftInPlace = %q, %v; want %q, true", kept, ok, target)
+		}
 	}
 	if fileExists(link) {
 		t.Errorf("the link is still there")
@@ -353,5 +360,29 @@ func TestFile_deleteRemovesTheLinkNotItsTarget(t *testing.T) {
 	assertNoSecret(t, logs.text(), fixtureSecrets(t))
 	if rec, v, err := s.Load(ctx); err != nil || !rec.IsZero() || v != states.NoVersion {
 		t.Errorf("Load after Delete = %v, %q, %v; want the empty store", rec.Mode, v, err)
+	}
+}
+
+// LeftInPlace finds the target only in a removal that names one, and
+// takes a path with odd characters as it is.
+func TestLeftInPlace(t *testing.T) {
+	odd := "/data/a (b), which/auth.json"
+	for _, tt := range []struct {
+		r      states.Removal
+		target string
+		ok     bool
+	}{
+		{states.Removal{Backend: fileBackend("/h/auth.json", "/data/auth.json"), Removed: true},
+			"/data/auth.json", true},
+		{states.Removal{Backend: fileBackend("/h/auth.json", odd), Removed: true}, odd, true},
+		{states.Removal{Backend: fileBackend("/h/auth.json", ""), Removed: true}, "", false},
+		{states.Removal{Backend: "keyring Codex Auth/cli|0123456789abcdef"}, "", false},
+		{states.Removal{Backend: "memory cli|0123456789abcdef"}, "", false},
+	} {
+		target, ok := LeftInPlace(tt.r)
+		if target != tt.target || ok != tt.ok {
+			t.Errorf("LeftInPlace(%q) = %q, %v; want %q, %v", tt.r.Backend, target, ok,
+				tt.target, tt.ok)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // maxStdin bounds what login reads: a key is under a hundred bytes and
@@ -266,9 +267,18 @@ func (a *app) reportLogin(snap engine.Snapshot) {
 	}
 }
 
+// storeLine names a store for people: its kind and where it is. The
+// ephemeral store's location is the key of an entry in this process's
+// memory, which means nothing to a person; it is described instead.
 func storeLine(info states.StoreInfo) string {
-	if info.Location == "" {
+	switch {
+	case info.Kind == storage.ModeEphemeral.String():
+		return ephemeralName
+	case info.Location == "":
 		return info.Kind
 	}
 	return info.Kind + " " + info.Location
 }
+
+// ephemeralName is what credctl calls the store of --store ephemeral.
+const ephemeralName = "the ephemeral store (this process's memory)"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 	"github.com/credfsm/credfsm/transitions"
 )
 
@@ -260,7 +261,12 @@ func (r statusReport) render(w io.Writer, st states.State) {
 	line("last refresh", when(r.LastRefresh, ""))
 	line("home", r.Home)
 	store := r.Store.Kind
-	if r.Store.Location != "" {
+	switch {
+	case r.Store.Kind == storage.ModeEphemeral.String():
+		// Its location is the key of an entry in memory, which means
+		// nothing to a person (--json still has it).
+		store += " (this process's memory)"
+	case r.Store.Location != "":
 		store += " " + r.Store.Location
 	}
 	line("store", store)

@@ -133,9 +133,5 @@ func staleWarning(snap engine.Snapshot, now time.Time) string {
 
 // loggedOutIn is the logged-out message naming the store that was read.
 func loggedOutIn(info states.StoreInfo) string {
-	where := info.Kind
-	if info.Location != "" {
-		where += " " + info.Location
-	}
-	return "not signed in: nothing is stored in " + where + "; " + signInHint
+	return "not signed in: nothing is stored in " + storeLine(info) + "; " + signInHint
 }
