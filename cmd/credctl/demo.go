@@ -189,8 +189,9 @@ no I/O, no lock, and no transition at all.`)
 }
 
 func (d *demo) actExpiry(ctx context.Context) error {
-	d.act(4, "An hour passes",
-		`55 minutes in, the access token is five minutes from its expiry. The timer
+	d.act(4, "Nearly an hour passes",
+		`The clock moves 56 minutes on: the access token has four minutes left, and
+tokens count as stale from five minutes before their expiry. The timer
 credfsm set at sign-in fires, and the tokens are now stale.`)
 	d.clock.Advance(56 * time.Minute)
 	return d.until("woke_turned_stale")
@@ -314,8 +315,8 @@ copy this machine holds is spent.`)
 	d.note("the other machine redeemed refresh token %s", fingerprint(rt))
 
 	d.say(`
-   An hour later this machine's tokens go stale and it redeems its refresh
-   token. The server says it was already used. That is permanent: no retry can
+   56 minutes later this machine's tokens are stale, and it redeems its
+   refresh token. The server says it was already used. That is permanent: no retry can
    help, so credfsm stops and says what to do.`)
 	d.clock.Advance(56 * time.Minute)
 	if err := d.until("woke_turned_stale"); err != nil {
@@ -357,11 +358,15 @@ and reports each one. (Signing in again would have fixed act 8 too.)`)
 		return err
 	}
 	for _, r := range removals {
+		name, show := removalName(r, storage.ModeFile)
+		if !show {
+			continue
+		}
 		what := "was empty"
 		if r.Removed {
 			what = "removed"
 		}
-		d.note("%s: %s", what, strings.Replace(r.Backend, d.home, "$CODEX_HOME", 1))
+		d.note("%s: %s", what, strings.Replace(name, d.home, "$CODEX_HOME", 1))
 	}
 	return nil
 }
