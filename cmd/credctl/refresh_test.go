@@ -128,3 +128,48 @@ func TestRefresh_unsavedIsAFailure(t *testing.T) {
 		t.Errorf("auth.json is back after the other process's logout (stat: %v)", err)
 	}
 }
+
+// TestToken_unsavedIsWarned: the same race during the refresh that "credctl
+// token" makes for stale tokens. The new access token works and is printed
+// (exit 0), but stderr must say that the new tokens were not saved, since
+// the refresh token in the store has been spent.
+func TestToken_unsavedIsWarned(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now().Add(-2 * time.Hour) // tokens minted then have expired
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
+		UserID: "user-test", AccountID: "acct-test"})
+	mu.Lock()
+	now = time.Now()
+	mu.Unlock()
+	home := t.TempDir()
+	auth := writeAuthJSON(t, home, set)
+	proxy := tokenProxy(t, srv, func() {
+		if err := os.Remove(auth); err != nil {
+			t.Error(err)
+		}
+	})
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath,
+		"token"}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+
+	if code != exitOK || strings.TrimSpace(stdout.String()) == "" ||
+		strings.TrimSpace(stdout.String()) == set.AccessToken {
+		t.Fatalf("exit %d, stdout %q; want the new token and exit 0 (stderr: %s)", code,
+			fingerprintForTest(stdout.String()), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "could not be saved") {
+		t.Errorf("stderr %q does not say the new tokens were not saved", stderr.String())
+	}
+}
+
+// fingerprintForTest shortens a token for a failure message.
+func fingerprintForTest(s string) string {
+	if len(s) > 8 {
+		return s[:8] + "…"
+	}
+	return s
+}

@@ -69,7 +69,12 @@ func (a *app) token(ctx context.Context, s *session) error {
 	// command is for.
 	a.out("%s", tok)
 
-	if snap := s.m.Snapshot(); snap.State == states.Stale && snap.LastError != "" {
+	switch snap := s.m.Snapshot(); {
+	case snap.Unsaved:
+		writeLine(a.stderr, "credctl: warning: the tokens were refreshed, but the new tokens could not "+
+			"be saved ("+snap.LastError+"); the refresh token in the store has been used, so the "+
+			`next run may have to sign in again; "credctl status" shows what is stored now`)
+	case snap.State == states.Stale && snap.LastError != "":
 		writeLine(a.stderr, "credctl: warning: "+staleWarning(snap, time.Now()))
 	}
 	return nil
