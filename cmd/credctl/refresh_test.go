@@ -78,6 +78,25 @@ func tokenProxy(t *testing.T, srv *oauthtest.Server, before func()) *httptest.Se
 	return p
 }
 
+// runDuringLogout runs credctl cmd on a home holding set, with the token
+// server behind a proxy that, when the redemption arrives, does what another
+// process's logout does: it clears the store without the lock, as "credctl
+// logout" does once its wait for the lock runs out.
+func runDuringLogout(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet, cmd string,
+	stdout, stderr *bytes.Buffer) (code int, authPath string) {
+	t.Helper()
+	home := t.TempDir()
+	auth := writeAuthJSON(t, home, set)
+	proxy := tokenProxy(t, srv, func() {
+		if err := os.Remove(auth); err != nil {
+			t.Error(err)
+		}
+	})
+	code = run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath, cmd},
+		strings.NewReader(""), stdout, stderr, func(string) string { return "" })
+	return code, auth
+}
+
 // TestRefresh_unsavedIsAFailure: another process signs out while a refresh
 // is under way, so the save of the new tokens finds the store changed and
 // is refused. credctl must not claim that the tokens were saved: they live
@@ -88,19 +107,9 @@ func TestRefresh_unsavedIsAFailure(t *testing.T) {
 	t.Cleanup(srv.Close)
 	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
 		UserID: "user-test", AccountID: "acct-test"})
-	home := t.TempDir()
-	auth := writeAuthJSON(t, home, set)
-	// The other process's logout: it clears the store without the lock,
-	// as "credctl logout" does once its wait for the lock runs out.
-	proxy := tokenProxy(t, srv, func() {
-		if err := os.Remove(auth); err != nil {
-			t.Error(err)
-		}
-	})
 
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath,
-		"refresh"}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	code, auth := runDuringLogout(t, srv, set, "refresh", &stdout, &stderr)
 
 	if got := srv.Stats().Redemptions; got != 1 {
 		t.Fatalf("redemptions = %d, want 1; stderr: %s", got, stderr.String())
@@ -144,17 +153,8 @@ func TestToken_unsavedIsWarned(t *testing.T) {
 	mu.Lock()
 	now = time.Now()
 	mu.Unlock()
-	home := t.TempDir()
-	auth := writeAuthJSON(t, home, set)
-	proxy := tokenProxy(t, srv, func() {
-		if err := os.Remove(auth); err != nil {
-			t.Error(err)
-		}
-	})
-
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath,
-		"token"}, strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+	code, _ := runDuringLogout(t, srv, set, "token", &stdout, &stderr)
 
 	if code != exitOK || strings.TrimSpace(stdout.String()) == "" ||
 		strings.TrimSpace(stdout.String()) == set.AccessToken {
