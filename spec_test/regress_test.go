@@ -157,3 +157,31 @@ func TestRegressionLoginLeavesHostTokensInMemory(t *testing.T) {
 	}
 	r.want(states.APIKey)
 }
+
+// An RFC 6749 provider says how long new tokens live in expires_in, which
+// the engine counts from the moment of the answer, to the nanosecond. After
+// a restart, the expiry comes from the stored access token's exp claim, in
+// whole seconds: auth.json keeps no expiry of its own. So the expiry a
+// restart reads is the one before it, cut to the second, never later.
+//
+// Found by a long run of TestManagerMatchesModel (the sim had kept the
+// fraction across the restart) as: start on an RFC 6749 provider; a refresh
+// at a moment with a fraction of a second; restart.
+func TestRegressionExpiryAfterRestartIsTheStoredExp(t *testing.T) {
+	r := newRig(t)
+	r.rfc6749 = true
+	r.start()
+	r.login()
+	r.later(4750 * time.Millisecond)
+	if err := r.m.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	before := r.m.Snapshot().Expiry
+	if before.Truncate(time.Second).Equal(before) {
+		t.Fatalf("expiry %v has no fraction of a second; the test needs one", before)
+	}
+	r.start()
+	if after := r.m.Snapshot().Expiry; !after.Equal(before.Truncate(time.Second)) {
+		t.Fatalf("expiry after a restart %v, want %v (the stored exp)", after, before.Truncate(time.Second))
+	}
+}

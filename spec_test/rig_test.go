@@ -25,6 +25,10 @@ type rig struct {
 	file  *storage.File
 	logs  *enginetest.Logs
 	m     *engine.Manager
+
+	// rfc6749 makes the manager speak plain RFC 6749 (form-encoded,
+	// expires_in) instead of the Codex protocol.
+	rfc6749 bool
 }
 
 func newRig(t *testing.T) *rig {
@@ -57,6 +61,9 @@ func (r *rig) start() {
 		r.m.Close()
 	}
 	p := r.srv.CodexProfile()
+	if r.rfc6749 {
+		p = r.srv.RFC6749Profile()
+	}
 	m, err := engine.New(context.Background(), engine.Config{
 		Store:       r.store,
 		Profile:     &p,
