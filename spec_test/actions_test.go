@@ -831,13 +831,13 @@ func (w *world) other(kind string) (func(), func(*sim)) {
 			acct = otherAccount
 		}
 		rec := w.managedRecord(w.issue(acct), false)
-		return func() { w.otherSave(rec) }, func(s *sim) { s.store.file, s.store.corrupt = rec, 0 }
+		return func() { w.otherSave(rec) }, func(s *sim) { s.store.writeFile(rec) }
 	case "writes stale tokens":
 		rec := w.managedRecord(w.issue(mainAccount), true)
-		return func() { w.otherSave(rec) }, func(s *sim) { s.store.file, s.store.corrupt = rec, 0 }
+		return func() { w.otherSave(rec) }, func(s *sim) { s.store.writeFile(rec) }
 	case "writes an api key":
 		rec := w.apiKeyRecord()
-		return func() { w.otherSave(rec) }, func(s *sim) { s.store.file, s.store.corrupt = rec, 0 }
+		return func() { w.otherSave(rec) }, func(s *sim) { s.store.writeFile(rec) }
 	case "signs out":
 		return func() {
 				unlock := w.holdLock()
@@ -906,5 +906,5 @@ func (s *sim) otherRotate(exs []enginetest.Exchange) {
 	if refused != states.ReasonNone {
 		return
 	}
-	s.store.file = applyGrant(s.store.file, g, s.now)
+	s.store.writeFile(applyGrant(s.store.file, g, s.now))
 }

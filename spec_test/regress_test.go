@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // Regression tests: sequences the Manager suite found, shrunk by rapid and
@@ -183,5 +185,50 @@ func TestRegressionExpiryAfterRestartIsTheStoredExp(t *testing.T) {
 	r.start()
 	if after := r.m.Snapshot().Expiry; !after.Equal(before.Truncate(time.Second)) {
 		t.Fatalf("expiry after a restart %v, want %v (the stored exp)", after, before.Truncate(time.Second))
+	}
+}
+
+// The same cut to the second applies when tokens come from another process:
+// a refresh that finds them in auth.json adopts them with the stored exp,
+// not with the other process's expires_in.
+//
+// Found by a long run of TestManagerMatchesModel (the sim copied the other
+// process's record with the fraction) as: start on an RFC 6749 provider;
+// another process refreshes at a moment with a fraction of a second; this
+// process refreshes.
+func TestRegressionAdoptedTokensKeepTheStoredExp(t *testing.T) {
+	r := newRig(t)
+	r.rfc6749 = true
+	r.start()
+	r.login()
+	r.later(4750 * time.Millisecond)
+
+	store, err := storage.Open(storage.Options{Home: r.home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.srv.RFC6749Profile()
+	other, err := engine.New(ctx, engine.Config{Store: store, Profile: &p,
+		HTTPClient: r.srv.HTTPClient(), Clock: r.clock, LockTimeout: lockTimeout})
+	if err != nil {
+		t.Fatalf("New (other process): %v", err)
+	}
+	defer other.Close()
+	if err := other.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh (other process): %v", err)
+	}
+	theirs := other.Snapshot().Expiry
+	if theirs.Truncate(time.Second).Equal(theirs) {
+		t.Fatalf("expiry %v has no fraction of a second; the test needs one", theirs)
+	}
+
+	if err := r.m.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if n := r.srv.Stats().Redemptions; n != 1 {
+		t.Fatalf("%d redemptions, want 1: this process should have adopted the other's tokens", n)
+	}
+	if ours := r.m.Snapshot().Expiry; !ours.Equal(theirs.Truncate(time.Second)) {
+		t.Fatalf("adopted expiry %v, want %v (the stored exp)", ours, theirs.Truncate(time.Second))
 	}
 }

@@ -155,13 +155,19 @@ func (st *simStore) save(rec states.Record, expected states.Version) (states.Ver
 		st.memory = &r
 		return states.Version("memory:" + canon(rec)), true
 	}
-	// auth.json keeps no expiry of its own: a load reads the access token's
-	// exp, in whole seconds, which is earlier than an expiry counted from an
-	// RFC 6749 expires_in at a moment with a fraction of a second.
-	rec.AccessExpiry = rec.AccessExpiry.Truncate(time.Second)
 	// A persisted credential replaces host-managed tokens in memory.
-	st.file, st.corrupt, st.memory = rec, 0, nil
+	st.memory = nil
+	st.writeFile(rec)
 	return st.fileVersion(), true
+}
+
+// writeFile is what any process's save leaves in auth.json. The file keeps
+// no expiry of its own: a load reads the access token's exp, in whole
+// seconds, which is earlier than an expiry counted from an RFC 6749
+// expires_in at a moment with a fraction of a second.
+func (st *simStore) writeFile(rec states.Record) {
+	rec.AccessExpiry = rec.AccessExpiry.Truncate(time.Second)
+	st.file, st.corrupt = rec, 0
 }
 
 func (st *simStore) clear() { st.file, st.corrupt, st.memory = states.Record{}, 0, nil }
