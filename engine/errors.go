@@ -14,7 +14,10 @@ var (
 	// ErrLoggedOut: no credential is known. Sign in first.
 	ErrLoggedOut = errors.New("engine: not signed in")
 	// ErrPermanent: the credential failed for good (see *PermanentError for
-	// the reason). Sign in again.
+	// the reason). Sign in again. When a program that does not take the
+	// store's lock (the Codex CLI) shares the home, a refused refresh token
+	// may already have been replaced in the store: Reload adopts the new
+	// credential if so.
 	ErrPermanent = errors.New("engine: the credential cannot be used any more")
 	// ErrTransient: a refresh failed in a way that may pass (see
 	// *TransientError for when to retry). Token returns it only once the

@@ -169,6 +169,13 @@ var rules = []Rule{
 		To: Stay, Update: applyGrant, Commands: cmds(persist)},
 	{ID: "refresh_failed", From: only(states.Refreshing), On: states.KindRefreshFailed,
 		To: states.Stale, Update: backoffRefresh, Commands: cmds(unlock, notify)},
+	//
+	// TODO: a refusal goes straight to failed_permanent, though a program
+	// that takes no lock (the Codex CLI) may have spent the token and saved
+	// its successor while ours was on its way. Re-reading the store first
+	// (still under the lock) would adopt those tokens without a host's
+	// Reload; it needs a rule pair for the re-read after a refusal, in the
+	// model too. credctl reloads after a refusal meanwhile.
 	{ID: "refresh_rejected", From: only(states.Refreshing), On: states.KindRefreshRejected,
 		To: states.FailedPermanent, Update: failRejected, Commands: cmds(unlock, notify)},
 

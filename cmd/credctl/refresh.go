@@ -52,6 +52,12 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 		mu.Unlock()
 	})
 	err := s.m.Refresh(ctx)
+	adopted := err != nil && s.adoptedAfterRefusal(ctx, err)
+	if adopted && s.m.Snapshot().State != states.Fresh {
+		err = s.m.Refresh(ctx)
+	} else if adopted {
+		err = nil
+	}
 	after := s.m.Snapshot()
 	s.m.Close() // delivers every transition
 
@@ -66,10 +72,14 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 	if after.Unsaved {
 		return unsavedRefresh(after)
 	}
-	if slices.Contains(rules, "reread_adopt_fresh") {
+	switch {
+	case adopted && after.State == states.Fresh && !slices.Contains(rules, "persisted_refresh"):
+		a.out("the provider refused the refresh token as already used or no longer valid, " +
+			"but another program had meanwhile saved new tokens in the store; adopted them")
+	case slices.Contains(rules, "reread_adopt_fresh"):
 		a.out("another process had already refreshed the tokens; adopted them from " +
 			"the store, nothing redeemed")
-	} else {
+	default:
 		a.out("refreshed: new tokens saved to %s", storeLine(after.Store))
 	}
 	if !after.Expiry.IsZero() {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credfsm/credfsm/oauth"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
+	"github.com/credfsm/credfsm/states"
 	"github.com/credfsm/credfsm/storage"
 )
 
@@ -85,13 +88,22 @@ func tokenProxy(t *testing.T, srv *oauthtest.Server, before func()) *httptest.Se
 func runDuringLogout(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet, cmd string,
 	stdout, stderr *bytes.Buffer) (code int, authPath string) {
 	t.Helper()
-	home := t.TempDir()
-	auth := writeAuthJSON(t, home, set)
-	proxy := tokenProxy(t, srv, func() {
+	return runWhileRedeeming(t, srv, set, cmd, stdout, stderr, func(home, auth string) {
 		if err := os.Remove(auth); err != nil {
 			t.Error(err)
 		}
 	})
+}
+
+// runWhileRedeeming runs credctl cmd on a home holding set, with the token
+// server behind a proxy that calls other when the redemption arrives, before
+// passing it on.
+func runWhileRedeeming(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet, cmd string,
+	stdout, stderr *bytes.Buffer, other func(home, auth string)) (code int, authPath string) {
+	t.Helper()
+	home := t.TempDir()
+	auth := writeAuthJSON(t, home, set)
+	proxy := tokenProxy(t, srv, func() { other(home, auth) })
 	code = run([]string{"--home", home, "--token-url", proxy.URL + oauthtest.TokenPath, cmd},
 		strings.NewReader(""), stdout, stderr, func(string) string { return "" })
 	return code, auth
@@ -172,4 +184,119 @@ func fingerprintForTest(s string) string {
 		return s[:8] + "…"
 	}
 	return s
+}
+
+// codexRefreshes is what the Codex CLI does when it refreshes while credctl
+// is redeeming the same refresh token: it takes no lock, redeems the token
+// itself first, and saves what it got to auth.json. It returns the tokens
+// Codex saved once it has run.
+func codexRefreshes(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet) (func(home, auth string), func() oauthtest.TokenSet) {
+	t.Helper()
+	var saved oauthtest.TokenSet
+	return func(home, _ string) {
+			client, err := oauth.NewClient(srv.CodexProfile())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			g, err := client.Redeem(context.Background(), states.NewSecret(set.RefreshToken))
+			if err != nil {
+				t.Errorf("Codex's redemption: %v", err)
+				return
+			}
+			saved = oauthtest.TokenSet{IDToken: g.IDToken.Reveal(), AccessToken: g.AccessToken.Reveal(),
+				RefreshToken: g.RefreshToken.Reveal(), Account: set.Account}
+			writeAuthJSON(t, home, saved)
+		}, func() oauthtest.TokenSet {
+			return saved
+		}
+}
+
+// TestToken_adoptsWhatCodexSavedAfterARefusal: the provider refuses
+// credctl's refresh token as used, because the Codex CLI, which takes no
+// lock, redeemed it a moment earlier. The tokens Codex saved are in
+// auth.json by then: credctl must print the access token from them (exit 0),
+// not tell the user to sign in again, and must not redeem Codex's new
+// refresh token as well.
+func TestToken_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now().Add(-2 * time.Hour) // tokens minted then have expired
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
+		UserID: "user-test", AccountID: "acct-test"})
+	mu.Lock()
+	now = time.Now()
+	mu.Unlock()
+	codex, saved := codexRefreshes(t, srv, set)
+
+	var stdout, stderr bytes.Buffer
+	code, _ := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, codex)
+
+	if code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr: %s", code, stderr.String())
+	}
+	if got, want := strings.TrimSpace(stdout.String()), saved().AccessToken; got != want {
+		t.Errorf("printed %s, want the access token Codex saved (%s)", fingerprintForTest(got),
+			fingerprintForTest(want))
+	}
+	st := srv.Stats()
+	if st.Redemptions != 1 || st.ReuseAttempts != 1 {
+		t.Errorf("redemptions %d, reuse attempts %d; want Codex's one redemption and credctl's "+
+			"one refused attempt", st.Redemptions, st.ReuseAttempts)
+	}
+}
+
+// TestRefresh_adoptsWhatCodexSavedAfterARefusal: the same race for "credctl
+// refresh", which must say what happened and exit 0.
+func TestRefresh_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
+		UserID: "user-test", AccountID: "acct-test"})
+	codex, saved := codexRefreshes(t, srv, set)
+
+	var stdout, stderr bytes.Buffer
+	code, auth := runWhileRedeeming(t, srv, set, "refresh", &stdout, &stderr, codex)
+
+	if code != exitOK {
+		t.Fatalf("exit %d, want 0; stderr: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "another program had meanwhile saved new tokens") {
+		t.Errorf("stdout does not say the tokens were adopted:\n%s", stdout.String())
+	}
+	rec, _, err := storage.NewFile(filepath.Dir(auth), nil).Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Tokens.RefreshToken.Reveal() != saved().RefreshToken {
+		t.Errorf("auth.json no longer holds the refresh token Codex saved")
+	}
+}
+
+// TestToken_refusalStandsWhenNothingNewIsStored: a refusal with nothing new
+// in the store is what it says: exit 3, sign in again, one redemption tried.
+func TestToken_refusalStandsWhenNothingNewIsStored(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now().Add(-2 * time.Hour)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", AccountID: "acct-test"})
+	mu.Lock()
+	now = time.Now()
+	mu.Unlock()
+	srv.Inject(oauthtest.Reject(oauth.CodeRefreshTokenReused))
+
+	var stdout, stderr bytes.Buffer
+	code, _ := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, func(string, string) {})
+
+	if code != exitSignIn || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q; want %d and nothing printed (stderr: %s)", code,
+			fingerprintForTest(stdout.String()), exitSignIn, stderr.String())
+	}
+	if got := srv.Stats().Requests; got != 1 {
+		t.Errorf("%d requests at the token server, want 1", got)
+	}
 }

@@ -24,6 +24,11 @@ still printed (exit 0) with a warning on stderr. On failure stdout stays
 empty and one line on stderr says why and what to do; the exit code says
 which kind of failure it was.
 
+A refresh token the provider refuses (as already used, say) may have been
+spent by another program that shares the login without taking credctl's
+lock, such as the Codex CLI. So after a refusal credctl reads the store
+once more, and if it now holds other tokens, prints a token from those.
+
 Each run starts from what is stored and remembers nothing of earlier runs:
 after exit 3 another run tries the same refresh token again (and is refused
 again), and after exit 4 it does not wait for the retry time it named. Stop
@@ -62,6 +67,9 @@ func (a *app) token(ctx context.Context, s *session) error {
 	// both next to the store needs a way to start the engine from a
 	// remembered outcome.
 	tok, err := s.m.Token(ctx)
+	if err != nil && s.adoptedAfterRefusal(ctx, err) {
+		tok, err = s.m.Token(ctx)
+	}
 	if err != nil {
 		return tokenFailure(err, s.m.Snapshot(), s.home)
 	}
@@ -78,6 +86,31 @@ func (a *app) token(ctx context.Context, s *session) error {
 		writeLine(a.stderr, "credctl: warning: "+staleWarning(snap, time.Now()))
 	}
 	return nil
+}
+
+// adoptedAfterRefusal handles a provider refusing the refresh token because
+// another program spent it first. credfsm processes take the store's lock
+// before redeeming, so they never race each other; the Codex CLI takes no
+// lock, and when it refreshes while credctl's redemption is on its way, the
+// provider refuses credctl's (now used) token, although the new tokens are
+// already in auth.json. A refusal therefore has credctl read the store once
+// more: if it holds another credential, that one is taken and adoptedAfter-
+// Refusal reports true; if it holds the refused one, the failure stands.
+func (s *session) adoptedAfterRefusal(ctx context.Context, err error) bool {
+	var perr *engine.PermanentError
+	if !errors.As(err, &perr) {
+		return false
+	}
+	switch perr.Reason {
+	case states.ReasonExpired, states.ReasonReused, states.ReasonRevoked,
+		states.ReasonInvalidGrant, states.ReasonUnknown:
+	default:
+		return false // not a refused refresh token: nothing another program could fix
+	}
+	if s.m.Reload(ctx) != nil {
+		return false
+	}
+	return s.m.Snapshot().State != states.FailedPermanent
 }
 
 // tokenFailure explains a failed Token or Refresh call, adding what the
