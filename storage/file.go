@@ -88,10 +88,48 @@ func (f *File) Delete(ctx context.Context) ([]states.Removal, error) {
 	return deleteLocked(ctx, f.home, f)
 }
 
-// Lock takes the cross-process lock of the home directory; see lockHome.
+// Lock takes the cross-process lock of the home directory (see lockHome),
+// then makes sure a save could write where auth.json lives. The lock is
+// taken before a refresh token is redeemed, and a provider that rotates
+// retires the old token as it answers: a save that finds the directory
+// read-only only afterwards would lose the new tokens for good. So Lock
+// fails instead, with an error wrapping the system's (fs.ErrPermission, or
+// a read-only file system), and nothing is redeemed.
 func (f *File) Lock(ctx context.Context) (func() error, error) {
-	return lockHome(ctx, f.home)
+	unlock, err := lockHome(ctx, f.home)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.checkWritable(); err != nil {
+		_ = unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
+
+// checkWritable creates and removes an empty file where a save creates its
+// temporary one: next to auth.json, or next to the file a link there leads
+// to. A link that cannot be followed is left for the save to report. The
+// name is one tidyTempFiles removes, should a crash leave it behind.
+func (f *File) checkWritable() error {
+	target, err := resolveLink(f.path)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Dir(target)
+	probe, err := createTemp(dir, "."+filepath.Base(target)+"*")
+	if err != nil {
+		return fmt.Errorf("storage: cannot write in %s, so new tokens could not be saved "+
+			"there; nothing was sent to the token endpoint: %w", dir, err)
+	}
+	name := probe.Name()
+	_ = probe.Close()
+	return os.Remove(name)
+}
+
+// createTemp is os.CreateTemp; tests replace it to play a directory that
+// cannot be written, which permissions cannot do for root.
+var createTemp = os.CreateTemp
 
 // Info describes the store.
 func (f *File) Info() states.StoreInfo {

@@ -3,6 +3,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/credfsm/credfsm/states"
 )
@@ -111,4 +113,84 @@ func TestFile_createdHomeIsPrivateWhateverTheUmask(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertPerm(t, home, 0o700)
+}
+
+// Lock fails, before anything could be redeemed, when a save could not
+// create its temporary file next to auth.json; the lock is released and
+// nothing is left behind. Played by refusing the probe's creation, since
+// root may write in a read-only directory; a non-root run also checks a
+// real read-only home.
+func TestFile_lockRefusesAHomeASaveCannotWrite(t *testing.T) {
+	check := func(t *testing.T, home string) {
+		t.Helper()
+		f := NewFile(home, nil)
+		unlock, err := f.Lock(ctxT(t))
+		if err == nil {
+			_ = unlock()
+			t.Fatal("Lock succeeded in a home a save cannot write")
+		}
+		if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), home) {
+			t.Errorf("err = %v, want it to wrap fs.ErrPermission and name %s", err, home)
+		}
+		entries, _ := os.ReadDir(home)
+		for _, e := range entries {
+			if e.Name() != AuthFileName && e.Name() != LockFileName {
+				t.Errorf("left behind: %s", e.Name())
+			}
+		}
+	}
+	seed := func(t *testing.T) string {
+		home := t.TempDir()
+		if _, err := NewFile(home, nil).Save(ctxT(t), managedRecord(t, "rt"), states.NoVersion); err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := NewFile(home, nil).Lock(ctxT(t)) // leaves the lock file, as any refresh does
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = unlock()
+		return home
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		home := seed(t)
+		orig := createTemp
+		createTemp = func(dir, pattern string) (*os.File, error) {
+			return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, pattern), Err: syscall.EACCES}
+		}
+		t.Cleanup(func() { createTemp = orig })
+		check(t, home)
+		createTemp = orig
+		// The lock was released: it can be taken again at once.
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+		defer cancel()
+		unlock, err := NewFile(home, nil).Lock(ctx)
+		if err != nil {
+			t.Fatalf("the lock was not released: %v", err)
+		}
+		_ = unlock()
+	})
+	t.Run("read-only", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root may write in a read-only directory")
+		}
+		home := seed(t)
+		if err := os.Chmod(home, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(home, 0o700) })
+		check(t, home)
+	})
+	t.Run("writable", func(t *testing.T) {
+		home := seed(t)
+		unlock, err := NewFile(home, nil).Lock(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = unlock()
+		entries, _ := os.ReadDir(home)
+		if len(entries) != 2 {
+			t.Errorf("home holds %d entries after Lock, want auth.json and the lock file", len(entries))
+		}
+	})
 }
