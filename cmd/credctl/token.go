@@ -11,6 +11,7 @@ import (
 
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 const tokenLong = `Print the bearer token to use now, and nothing else, on stdout.
@@ -19,8 +20,9 @@ Tokens that are fresh are printed at once. Tokens that are near their expiry
 (stale) are refreshed first at the token endpoint, and the new ones saved
 where the old ones were, in the Codex format. An API key is printed as is.
 
-If a refresh fails but the current access token has not expired yet, it is
-still printed (exit 0) with a warning on stderr. On failure stdout stays
+If a refresh fails, or does not finish within --timeout, but the current
+access token has not expired yet, it is still printed (exit 0) with a
+warning on stderr. On failure stdout stays
 empty and one line on stderr says why and what to do; the exit code says
 which kind of failure it was.
 
@@ -53,7 +55,15 @@ func (a *app) tokenCommand() *cobra.Command {
 		Example: tokenExample,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withSession(cmd, 0, a.token)
+			var opened *session
+			err := a.withSession(cmd, 0, func(ctx context.Context, s *session) error {
+				opened = s
+				return a.token(ctx, s)
+			})
+			if opened != nil && a.printStoredAfterTimeout(opened, err) {
+				return nil
+			}
+			return err
 		},
 	}
 }
@@ -112,6 +122,45 @@ func (s *session) adoptedAfterRefusal(ctx context.Context, err error) bool {
 	}
 	return s.m.Snapshot().State != states.FailedPermanent
 }
+
+// printStoredAfterTimeout handles a --timeout that ran out while the
+// manager waited (for the store lock, the token endpoint, a save): the
+// tokens it was refreshing may still be good for a while, and a script is
+// better served by them than by nothing. If err is such a timeout and the
+// store holds an access token whose expiry is known and still ahead, it is
+// printed, with a warning, and printStoredAfterTimeout reports true. The
+// manager is closed by then, so a refresh that finished late has saved its
+// tokens, and those are the ones printed.
+func (a *app) printStoredAfterTimeout(s *session, err error) bool {
+	var ce *cliError
+	if !errors.As(err, &ce) || ce.code != exitTransient || !errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	store, oerr := storage.Open(storage.Options{Home: s.home, Mode: s.mode})
+	if oerr != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storedReadTimeout)
+	defer cancel()
+	rec, _, lerr := store.Load(ctx)
+	now := time.Now()
+	if lerr != nil || rec.Tokens.AccessToken.IsZero() || !rec.AccessExpiry.After(now) {
+		return false
+	}
+	a.out("%s", rec.Tokens.AccessToken.Reveal())
+	valid := "valid until " + clock(rec.AccessExpiry) + " (" + until(rec.AccessExpiry, now) + ")"
+	if _, late := refreshedLate(s.opened, s.m.Snapshot(), s.work.sent()); late {
+		writeLine(a.stderr, "credctl: warning: the refresh finished after --timeout ran out "+
+			"and its tokens were saved; printed the new access token, "+valid)
+		return true
+	}
+	writeLine(a.stderr, "credctl: warning: "+ce.msg+"; the access token printed is the "+
+		"stored one, still "+valid)
+	return true
+}
+
+// storedReadTimeout bounds the read of the store after --timeout ran out.
+const storedReadTimeout = 5 * time.Second
 
 // tokenFailure explains a failed Token or Refresh call, adding what the
 // snapshot knows that the error does not.
