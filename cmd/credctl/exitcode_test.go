@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
 )
 
@@ -164,6 +166,35 @@ func TestSpan(t *testing.T) {
 	} {
 		if got := span(d); got != want {
 			t.Errorf("span(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// brokenStdout fails every write, as a full disk or a closed pipe does.
+type brokenStdout struct{}
+
+func (brokenStdout) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestRun_stdoutWriteFailureIsAFailure: a command whose output could not be
+// written exits 1 and says so, rather than exit 0 with nothing delivered.
+func TestRun_stdoutWriteFailureIsAFailure(t *testing.T) {
+	srv := oauthtest.NewServer()
+	t.Cleanup(srv.Close)
+	home := t.TempDir()
+	writeAuthJSON(t, home, srv.Issue(oauthtest.Account{Email: "dev@example.com", AccountID: "acct-1"}))
+	for _, args := range [][]string{
+		{"--home", home, "token"},
+		{"--home", home, "status"},
+		{"statechart"},
+	} {
+		var stderr strings.Builder
+		code := run(args, strings.NewReader(""), brokenStdout{}, &stderr,
+			func(string) string { return "" })
+		if code != exitError {
+			t.Errorf("%v: exit %d, want %d", args, code, exitError)
+		}
+		if want := "credctl: cannot write to standard output: " + syscall.ENOSPC.Error() + "\n"; stderr.String() != want {
+			t.Errorf("%v: stderr %q, want %q", args, stderr.String(), want)
 		}
 	}
 }

@@ -10,9 +10,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 )
 
 func main() {
@@ -28,18 +30,55 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	app := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	out := &checkedWriter{w: stdout}
+	app := &app{stdin: stdin, stdout: out, stderr: stderr, getenv: getenv}
 	root := app.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
-	root.SetOut(stdout)
+	root.SetOut(out)
 	root.SetErr(stderr)
 
 	err := root.ExecuteContext(ctx)
+	if err == nil {
+		err = out.failure()
+	}
 	if err == nil {
 		return exitOK
 	}
 	code, line := describe(err)
 	writeLine(stderr, "credctl: "+line)
 	return code
+}
+
+// checkedWriter is stdout, remembering the first write that failed. A
+// command whose output did not arrive (a full disk, a closed pipe) has not
+// done what it was asked: "credctl token >file" must not exit 0 with the
+// file empty.
+type checkedWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// failure is the error to exit with if a write failed, else nil.
+func (c *checkedWriter) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		return nil
+	}
+	return &cliError{code: exitError, err: c.err,
+		msg: fmt.Sprintf("cannot write to standard output: %v", c.err)}
 }
