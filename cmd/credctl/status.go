@@ -21,7 +21,9 @@ expires, where it is stored, what went wrong if anything, and what to do next.
 
 Status only reads. It never refreshes, never writes, never takes the store's
 lock, and never prints a token, not even in part. A credential whose tokens
-are near their expiry shows as stale; "credctl token" refreshes it.
+are near their expiry shows as stale; "credctl token" refreshes it. Under
+the report, a small text statechart marks the current state and lists the
+transitions that can leave it.
 
 With --json the same facts are printed as one JSON object for scripts. Its
 field names are stable; times are RFC 3339 in UTC, null when unknown:
@@ -54,9 +56,21 @@ func (a *app) statusCommand() *cobra.Command {
 				return err
 			}
 			snap := s.m.Snapshot()
+			// The snapshot names the failure; the error behind it says
+			// whether the cause lies outside the credential.
+			var step string
+			if snap.Failure == states.ReasonUnreadableStore {
+				if _, err := s.m.Token(cmd.Context()); err != nil {
+					step = environmentStep(err, s.home)
+				}
+			}
 			s.m.Close()
 
 			rep := newStatusReport(snap, s.home, time.Now())
+			if step != "" {
+				rep.NextStep, rep.Failure.NextStep = step, step
+				rep.Summary = "the stored credential cannot be read here; see the next step"
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -68,6 +82,9 @@ func (a *app) statusCommand() *cobra.Command {
 			}
 			if snap.Failure == states.ReasonUnreadableStore {
 				_, line := permanentLine(snap.Failure, snap.LastError)
+				if step != "" {
+					line = "cannot read the credential (" + snap.LastError + "); " + step
+				}
 				return &cliError{code: exitError, msg: line}
 			}
 			return nil

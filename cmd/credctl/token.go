@@ -171,6 +171,10 @@ func tokenFailure(err error, snap engine.Snapshot, home string) error {
 	if perr := permissionFailure(err, home); perr != nil {
 		return perr
 	}
+	if step := environmentStep(err, home); step != "" {
+		return &cliError{code: exitError, err: err, msg: "cannot read the credential (" +
+			errorDetail(err) + "); " + step}
+	}
 	var tr *engine.TransientError
 	if !errors.As(err, &tr) {
 		return err
@@ -193,15 +197,40 @@ func permissionFailure(err error, home string) error {
 	if !errors.Is(err, fs.ErrPermission) {
 		return nil
 	}
-	detail := strings.TrimPrefix(err.Error(), "engine: ")
+	return &cliError{code: exitError, err: err, msg: "permission denied in the Codex home " +
+		home + " (" + errorDetail(err) + "); this will not pass by itself: " +
+		environmentStep(err, home)}
+}
+
+// environmentStep is the next step when the store could not be read or
+// written for a reason outside the credential (this user's permissions, an
+// OS keyring that cannot be reached), or "" when err is not one. The
+// credential itself may be fine, so the step must not be the usual "remove
+// it and sign in again".
+func environmentStep(err error, home string) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return "fix the owner or the permissions of " + home + " and the files in it, or " +
+			"run credctl as the user who owns them"
+	case errors.Is(err, storage.ErrKeyringUnavailable), errors.Is(err, storage.ErrKeyringTimeout):
+		return "make the OS keyring reachable (start or unlock its secret service), or " +
+			"choose the file with --store file; the stored credential may well be fine"
+	}
+	return ""
+}
+
+// errorDetail is what an engine error says about its cause, without the
+// advice its own text adds.
+func errorDetail(err error) string {
 	var tr *engine.TransientError
 	if errors.As(err, &tr) && tr.Detail != "" {
-		detail = tr.Detail
+		return tr.Detail
 	}
-	return &cliError{code: exitError, err: err, msg: "permission denied in the Codex home " +
-		home + " (" + detail + "); this will not pass by itself: fix the owner or the " +
-		"permissions of " + home + " and the files in it, or run credctl as the user who " +
-		"owns them"}
+	var pe *engine.PermanentError
+	if errors.As(err, &pe) && pe.Detail != "" {
+		return pe.Detail
+	}
+	return strings.TrimPrefix(err.Error(), "engine: ")
 }
 
 // staleWarning says that the token printed is the old one because a refresh
