@@ -158,6 +158,14 @@ func (f *File) read() (snapshot, error) {
 	// Otherwise (a link into a missing directory, a loop) the open below
 	// finds no file or fails with the system's reason, and a save finds
 	// out again why it cannot write.
+	//
+	// Opening a named pipe or a device for reading can block until someone
+	// writes to it, so anything but a regular file is refused unopened.
+	// (Put there between this check and the open, it is still caught by the
+	// check after the open, once the open returns.)
+	if fi, err := os.Stat(name); err == nil && !fi.Mode().IsRegular() {
+		return snap, &LoadError{Path: f.path, Problem: "not a regular file"}
+	}
 	fh, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return snap, nil
