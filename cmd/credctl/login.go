@@ -254,8 +254,11 @@ func (a *app) reportLogin(snap engine.Snapshot) {
 		}
 	}
 	a.out("signed in with %s%s; state %s", snap.Mode.Label(), who, snap.State)
-	if !snap.Expiry.IsZero() {
-		a.out("access token valid until %s (%s)", clock(snap.Expiry), until(snap.Expiry, time.Now()))
+	if now := time.Now(); snap.Expiry.After(now) {
+		a.out("access token valid until %s (%s)", clock(snap.Expiry), until(snap.Expiry, now))
+	} else if !snap.Expiry.IsZero() {
+		a.out(`access token expired at %s (%s); "credctl token" refreshes it`, clock(snap.Expiry),
+			until(snap.Expiry, now))
 	}
 	a.out("saved to %s", storeLine(snap.Store))
 	if snap.Store.InsecureFallback {

@@ -142,6 +142,16 @@ func TestTraceErrors(t *testing.T) {
 			`line 1: field "jitter": want a number in [0, 1)`},
 		{"bad flag", `{"event":"persist_failed","conflict":"yes"}`,
 			`line 1: field "conflict": want true or false`},
+		{"repeated member", `{"event":"advance","by":"1m","by":"2m"}`,
+			`line 1: member "by" appears twice`},
+		{"repeated odd member", `{"event":"woke","sk-Secret!":1,"sk-Secret!":2}`,
+			`line 1: member (a name that is not a field of any event) appears twice`},
+		{"advance past a century", `{"event":"advance","by":"876001h"}`,
+			`line 1: field "by": longer than 100 years`},
+		{"advances adding up past a century", strings.Repeat(`{"event":"advance","by":"500000h"}`+"\n", 2),
+			`line 2: field "by": the trace's clock would pass`},
+		{"byte order mark on a later line", "{\"event\":\"woke\"}\n\ufeff{\"event\":\"woke\"}",
+			"line 2: not valid JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +160,15 @@ func TestTraceErrors(t *testing.T) {
 				t.Errorf("got error %v, want one starting %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTraceByteOrderMark: a trace saved by an editor that starts UTF-8
+// files with a byte order mark parses as without it.
+func TestTraceByteOrderMark(t *testing.T) {
+	entries, err := parseTrace(strings.NewReader("\ufeff{\"event\":\"token_requested\"}\n"))
+	if err != nil || len(entries) != 1 || entries[0].kind != states.KindTokenRequested {
+		t.Fatalf("got %d entries, err %v; want the one token_requested", len(entries), err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,14 +113,26 @@ func parseTrace(r io.Reader) ([]traceEntry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), maxTraceLine)
 	n := 1 // the line Scan reads next
+	var clock time.Duration
 	for ; sc.Scan(); n++ {
-		text := bytes.TrimSpace(sc.Bytes())
+		text := sc.Bytes()
+		if n == 1 {
+			// Some editors begin a UTF-8 file with a byte order mark.
+			text = bytes.TrimPrefix(text, []byte("\ufeff"))
+		}
+		text = bytes.TrimSpace(text)
 		if len(text) == 0 || text[0] == '#' {
 			continue
 		}
 		e, err := parseTraceLine(n, text)
 		if err != nil {
 			return nil, err
+		}
+		if e.event == traceAdvance {
+			if clock += e.by; clock > maxTraceSpan {
+				return nil, &traceError{line: n, field: "by", msg: "the trace's clock would " +
+					"pass " + maxTraceSpanText + " from its start, the most a trace may cover"}
+			}
 		}
 		out = append(out, e)
 	}
@@ -258,7 +271,46 @@ func decodeObject(text []byte) (map[string]json.RawMessage, error) {
 		}
 		return nil, errors.New("not a JSON object")
 	}
+	if name, ok := repeatedMember(text); ok {
+		return nil, fmt.Errorf("member %s appears twice; which one counts would be a guess",
+			quotedName(name))
+	}
 	return fields, nil
+}
+
+// repeatedMember returns the first member name that appears twice in the
+// JSON object text, which json.Unmarshal has accepted (keeping the last).
+func repeatedMember(text []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(text))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, isName := tok.(string)
+		if err != nil || !isName {
+			return "", false
+		}
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// quotedName quotes a member name for a message when it is a plain word,
+// the only kind a trace's fields have; anything else is not repeated.
+func quotedName(name string) string {
+	if plainWord.MatchString(strings.ReplaceAll(name, "_", "-")) {
+		return strconv.Quote(name)
+	}
+	return "(a name that is not a field of any event)"
 }
 
 // fieldParser decodes fields, keeping the first problem.
@@ -312,8 +364,21 @@ func (p *fieldParser) duration(name, example string, dst *time.Duration) {
 		p.fail(name, "want a duration such as "+example)
 		return
 	}
+	if d > maxTraceSpan || d < -maxTraceSpan {
+		p.fail(name, "longer than "+maxTraceSpanText+", the most a trace's clock may move "+
+			"in all")
+		return
+	}
 	*dst = d
 }
+
+// maxTraceSpan bounds every duration in a trace, and the sum of its
+// advances, so that every time the replay prints is exact: Go's durations
+// end at about 292 years.
+const (
+	maxTraceSpan     = 100 * 365 * 24 * time.Hour
+	maxTraceSpanText = "100 years"
+)
 
 func (p *fieldParser) record(raw json.RawMessage) *recordSpec {
 	fields, err := decodeObject(raw)
