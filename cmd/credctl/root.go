@@ -74,7 +74,7 @@ func (a *app) rootCommand() *cobra.Command {
 		"where the credential is kept: file (auth.json), keyring, auto (keyring, else file) "+
 			"or ephemeral (this process's memory)")
 	f.StringVar(&a.flags.profile, "profile", profileCodex,
-		"token endpoint protocol: codex (OpenAI's) or rfc6749 (any OAuth 2.0 provider)")
+		"token endpoint protocol: codex (OpenAI's) or rfc6749 (a standard OAuth 2.0 refresh, for a login that includes an OpenID Connect id token)")
 	f.StringVar(&a.flags.tokenURL, "token-url", "",
 		"token endpoint URL (https, or http on loopback); for codex the default is OpenAI's, "+
 			"or $CODEX_REFRESH_TOKEN_URL_OVERRIDE when set")
