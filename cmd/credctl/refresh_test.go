@@ -155,16 +155,7 @@ func TestRefresh_unsavedIsAFailure(t *testing.T) {
 // (exit 0), but stderr must say that the new tokens were not saved, since
 // the refresh token in the store has been spent.
 func TestToken_unsavedIsWarned(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now().Add(-2 * time.Hour) // tokens minted then have expired
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
-	t.Cleanup(srv.Close)
-	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
-		UserID: "user-test", AccountID: "acct-test"})
-	mu.Lock()
-	now = time.Now()
-	mu.Unlock()
+	srv, set := serverWithExpiredTokens(t)
 	var stdout, stderr bytes.Buffer
 	code, _ := runDuringLogout(t, srv, set, "token", &stdout, &stderr)
 
@@ -176,6 +167,24 @@ func TestToken_unsavedIsWarned(t *testing.T) {
 	if !strings.Contains(stderr.String(), "could not be saved") {
 		t.Errorf("stderr %q does not say the new tokens were not saved", stderr.String())
 	}
+}
+
+// serverWithExpiredTokens starts a Codex token server and has it issue
+// tokens whose access token expired an hour ago, as if minted two hours
+// ago; the server's clock is the real one afterwards.
+func serverWithExpiredTokens(t *testing.T) (*oauthtest.Server, oauthtest.TokenSet) {
+	t.Helper()
+	var mu sync.Mutex
+	now := time.Now().Add(-2 * time.Hour)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
+		UserID: "user-test", AccountID: "acct-test"})
+	mu.Lock()
+	now = time.Now()
+	mu.Unlock()
+	return srv, set
 }
 
 // fingerprintForTest shortens a token for a failure message.
@@ -219,16 +228,7 @@ func codexRefreshes(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet)
 // not tell the user to sign in again, and must not redeem Codex's new
 // refresh token as well.
 func TestToken_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now().Add(-2 * time.Hour) // tokens minted then have expired
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
-	t.Cleanup(srv.Close)
-	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
-		UserID: "user-test", AccountID: "acct-test"})
-	mu.Lock()
-	now = time.Now()
-	mu.Unlock()
+	srv, set := serverWithExpiredTokens(t)
 	codex, saved := codexRefreshes(t, srv, set)
 
 	var stdout, stderr bytes.Buffer
@@ -278,15 +278,7 @@ func TestRefresh_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
 // TestToken_refusalStandsWhenNothingNewIsStored: a refusal with nothing new
 // in the store is what it says: exit 3, sign in again, one redemption tried.
 func TestToken_refusalStandsWhenNothingNewIsStored(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now().Add(-2 * time.Hour)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	srv := oauthtest.NewServer(oauthtest.WithDialect(oauthtest.DialectCodex), oauthtest.WithClock(clock))
-	t.Cleanup(srv.Close)
-	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", AccountID: "acct-test"})
-	mu.Lock()
-	now = time.Now()
-	mu.Unlock()
+	srv, set := serverWithExpiredTokens(t)
 	srv.Inject(oauthtest.Reject(oauth.CodeRefreshTokenReused))
 
 	var stdout, stderr bytes.Buffer
