@@ -35,6 +35,11 @@ var (
 	// ErrUnknownMode is returned by ParseMode and Open for a store mode they
 	// do not know.
 	ErrUnknownMode = errors.New("storage: unknown credential store mode")
+
+	// ErrBadLockFile is returned by Lock when the lock file's path holds
+	// something other than a regular file (a directory, a symbolic link, a
+	// named pipe). It does not go away by itself: someone must remove it.
+	ErrBadLockFile = errors.New("storage: the lock file is not a regular file")
 )
 
 // LoadError reports a stored credential that cannot be read or parsed. It

@@ -40,6 +40,13 @@ func lockHome(ctx context.Context, home string) (unlock func() error, err error)
 		release()
 		return nil, err
 	}
+	// Opening a named pipe would block for good, and a directory or a link
+	// cannot be locked as meant; none of them goes away by waiting.
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		release()
+		return nil, fmt.Errorf("%w: %s is a %s; remove it, and the next lock creates it "+
+			"as a plain file", ErrBadLockFile, path, kindOf(fi.Mode()))
+	}
 	// A fresh Flock per call: locks taken through separate open files
 	// conflict even inside one process, which the in-process mutex already
 	// guarantees but flock(2) then confirms.
@@ -85,4 +92,21 @@ func tightenLockFile(path string) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		_ = os.Chmod(path, 0o600)
 	}
+}
+
+// kindOf names the kind of file a mode describes, for a message.
+func kindOf(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/oauth/oauthtest"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // TestDescribe: every kind of failure maps to its documented exit code and
@@ -134,6 +135,19 @@ func TestTokenFailure(t *testing.T) {
 			exitError, "permission denied in the Codex home /srv/codex (storage: cannot lock: " +
 				"permission denied); this will not pass by itself: fix the owner or the " +
 				"permissions of /srv/codex"},
+		{"read-only file system behind a transient failure",
+			errors.Join(&engine.TransientError{Detail: "storage: cannot write in /srv/codex: " +
+				"read-only file system", RetryAt: now.Add(4 * time.Second)},
+				&fs.PathError{Op: "open", Path: "/srv/codex/.auth.json1", Err: syscall.EROFS}),
+			valid, exitError, "the Codex home /srv/codex is on a read-only file system (storage: " +
+				"cannot write in /srv/codex: read-only file system); this will not pass by " +
+				"itself: credctl must be able to save refreshed tokens"},
+		{"lock file that is not a file",
+			fmt.Errorf("engine: %w", fmt.Errorf("%w: /srv/codex/auth.json.lock is a directory",
+				storage.ErrBadLockFile)), valid,
+			exitError, "the store's lock file in /srv/codex is not a plain file (storage: the " +
+				"lock file is not a regular file: /srv/codex/auth.json.lock is a directory); this " +
+				"will not pass by itself: remove /srv/codex/auth.json.lock; the next run creates it again"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -235,8 +235,8 @@ func loginFailure(err error, snap engine.Snapshot, home string) error {
 		return &cliError{code: exitError, err: err,
 			msg: strings.TrimPrefix(err.Error(), "engine: ")}
 	}
-	if perr := permissionFailure(err, home); perr != nil {
-		return perr
+	if ef := environmentFailure(err, home); ef != nil {
+		return ef
 	}
 	if snap.Unsaved && snap.LastError != "" && !errors.Is(err, context.DeadlineExceeded) &&
 		!errors.Is(err, context.Canceled) {

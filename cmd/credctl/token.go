@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -168,12 +170,8 @@ func tokenFailure(err error, snap engine.Snapshot, home string) error {
 	if errors.Is(err, engine.ErrLoggedOut) {
 		return &cliError{code: exitLoggedOut, err: err, msg: loggedOutIn(snap.Store)}
 	}
-	if perr := permissionFailure(err, home); perr != nil {
-		return perr
-	}
-	if step := environmentStep(err, home); step != "" {
-		return &cliError{code: exitError, err: err, msg: "cannot read the credential (" +
-			errorDetail(err) + "); " + step}
+	if ef := environmentFailure(err, home); ef != nil {
+		return ef
 	}
 	var tr *engine.TransientError
 	if !errors.As(err, &tr) {
@@ -189,29 +187,45 @@ func tokenFailure(err error, snap engine.Snapshot, home string) error {
 		msg: transientLine(tr.RetryAt, tr.Detail, snap.Expiry, time.Now())}
 }
 
-// permissionFailure explains a failure to lock, read or write the store
-// because this user may not, or returns nil if err is not one. A refresh
-// that failed so would otherwise count as temporary (exit 4), and a script
-// would retry it for ever: permissions do not change by themselves.
-func permissionFailure(err error, home string) error {
-	if !errors.Is(err, fs.ErrPermission) {
+// environmentFailure explains a failure to lock, read or write the store
+// for a reason outside the credential, or returns nil if err is not one:
+// this user's permissions, a read-only file system, a lock file that is not
+// a plain file, an OS keyring that cannot be reached. A refresh that failed
+// so would otherwise count as temporary (exit 4), and a script would retry
+// it for ever; none of these passes by itself.
+func environmentFailure(err error, home string) error {
+	step := environmentStep(err, home)
+	if step == "" {
 		return nil
 	}
-	return &cliError{code: exitError, err: err, msg: "permission denied in the Codex home " +
-		home + " (" + errorDetail(err) + "); this will not pass by itself: " +
-		environmentStep(err, home)}
+	what := "cannot read the credential"
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		what = "permission denied in the Codex home " + home
+	case errors.Is(err, syscall.EROFS):
+		what = "the Codex home " + home + " is on a read-only file system"
+	case errors.Is(err, storage.ErrBadLockFile):
+		what = "the store's lock file in " + home + " is not a plain file"
+	}
+	return &cliError{code: exitError, err: err, msg: what + " (" + errorDetail(err) +
+		"); this will not pass by itself: " + step}
 }
 
-// environmentStep is the next step when the store could not be read or
-// written for a reason outside the credential (this user's permissions, an
-// OS keyring that cannot be reached), or "" when err is not one. The
-// credential itself may be fine, so the step must not be the usual "remove
-// it and sign in again".
+// environmentStep is the next step when the store could not be used for a
+// reason outside the credential (see environmentFailure), or "" when err is
+// not one. The credential itself may be fine, so the step must not be the
+// usual "remove it and sign in again".
 func environmentStep(err error, home string) string {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
 		return "fix the owner or the permissions of " + home + " and the files in it, or " +
 			"run credctl as the user who owns them"
+	case errors.Is(err, syscall.EROFS):
+		return "credctl must be able to save refreshed tokens; make " + home + " writable, " +
+			"or point --home at a writable copy"
+	case errors.Is(err, storage.ErrBadLockFile):
+		return "remove " + filepath.Join(home, storage.LockFileName) + "; the next run " +
+			"creates it again"
 	case errors.Is(err, storage.ErrKeyringUnavailable), errors.Is(err, storage.ErrKeyringTimeout):
 		return "make the OS keyring reachable (start or unlock its secret service), or " +
 			"choose the file with --store file; the stored credential may well be fine"
