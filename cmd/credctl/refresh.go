@@ -52,11 +52,12 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 		mu.Unlock()
 	})
 	err := s.m.Refresh(ctx)
-	adopted := err != nil && s.adoptedAfterRefusal(ctx, err)
+	var adopted bool
+	if err != nil {
+		adopted, err = s.adoptedAfterRefusal(ctx, err)
+	}
 	if adopted && s.m.Snapshot().State != states.Fresh {
 		err = s.m.Refresh(ctx)
-	} else if adopted {
-		err = nil
 	}
 	after := s.m.Snapshot()
 	s.m.Close() // delivers every transition

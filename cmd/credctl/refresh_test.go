@@ -196,55 +196,99 @@ func fingerprintForTest(s string) string {
 }
 
 // codexRefreshes is what the Codex CLI does when it refreshes while credctl
-// is redeeming the same refresh token: it takes no lock, redeems the token
-// itself first, and saves what it got to auth.json. It returns the tokens
-// Codex saved once it has run.
-func codexRefreshes(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet) (func(home, auth string), func() oauthtest.TokenSet) {
+// is redeeming the same refresh token: it takes no lock and redeems the
+// token itself first. It saves what it got to auth.json at once, or, with
+// late > 0, that long after (credctl's refusal is back by then); torn has
+// it write a truncated file first, as a writer that is not atomic leaves
+// one for a moment. The second function returns the tokens Codex saved.
+func codexRefreshes(t *testing.T, srv *oauthtest.Server, set oauthtest.TokenSet, late time.Duration,
+	torn bool) (func(home, auth string), func() oauthtest.TokenSet) {
 	t.Helper()
+	var mu sync.Mutex
 	var saved oauthtest.TokenSet
-	return func(home, _ string) {
+	wrote := make(chan struct{})
+	t.Cleanup(func() { <-wrote }) // the test's home outlives the write
+	return func(home, auth string) {
 			client, err := oauth.NewClient(srv.CodexProfile())
 			if err != nil {
 				t.Error(err)
+				close(wrote)
 				return
 			}
 			g, err := client.Redeem(context.Background(), states.NewSecret(set.RefreshToken))
 			if err != nil {
 				t.Errorf("Codex's redemption: %v", err)
+				close(wrote)
 				return
 			}
+			mu.Lock()
 			saved = oauthtest.TokenSet{IDToken: g.IDToken.Reveal(), AccessToken: g.AccessToken.Reveal(),
 				RefreshToken: g.RefreshToken.Reveal(), Account: set.Account}
-			writeAuthJSON(t, home, saved)
+			mu.Unlock()
+			save := func() {
+				defer close(wrote)
+				if torn {
+					if err := os.WriteFile(auth, []byte(`{"auth_mode":"chatgpt","tok`), 0o600); err != nil {
+						t.Error(err)
+					}
+					time.Sleep(late)
+				}
+				writeAuthJSON(t, home, saved)
+			}
+			if late == 0 && !torn {
+				save()
+				return
+			}
+			go func() {
+				if !torn {
+					time.Sleep(late)
+				}
+				save()
+			}()
 		}, func() oauthtest.TokenSet {
+			mu.Lock()
+			defer mu.Unlock()
 			return saved
 		}
 }
 
 // TestToken_adoptsWhatCodexSavedAfterARefusal: the provider refuses
 // credctl's refresh token as used, because the Codex CLI, which takes no
-// lock, redeemed it a moment earlier. The tokens Codex saved are in
-// auth.json by then: credctl must print the access token from them (exit 0),
-// not tell the user to sign in again, and must not redeem Codex's new
-// refresh token as well.
+// lock, redeemed it a moment earlier. Codex saves its tokens before the
+// refusal arrives, or just after it, or in two writes with a truncated file
+// between: in each case credctl must print the access token Codex saved
+// (exit 0), not tell the user to sign in again, and must not redeem
+// Codex's new refresh token as well.
 func TestToken_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
-	srv, set := serverWithExpiredTokens(t)
-	codex, saved := codexRefreshes(t, srv, set)
+	for _, tt := range []struct {
+		name string
+		late time.Duration
+		torn bool
+	}{
+		{"saved before the refusal", 0, false},
+		{"saved after the refusal", 300 * time.Millisecond, false},
+		{"saved in two writes", 300 * time.Millisecond, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, set := serverWithExpiredTokens(t)
+			codex, saved := codexRefreshes(t, srv, set, tt.late, tt.torn)
 
-	var stdout, stderr bytes.Buffer
-	code, _ := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, codex)
+			var stdout, stderr bytes.Buffer
+			code, _ := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, codex)
 
-	if code != exitOK {
-		t.Fatalf("exit %d, want 0; stderr: %s", code, stderr.String())
-	}
-	if got, want := strings.TrimSpace(stdout.String()), saved().AccessToken; got != want {
-		t.Errorf("printed %s, want the access token Codex saved (%s)", fingerprintForTest(got),
-			fingerprintForTest(want))
-	}
-	st := srv.Stats()
-	if st.Redemptions != 1 || st.ReuseAttempts != 1 {
-		t.Errorf("redemptions %d, reuse attempts %d; want Codex's one redemption and credctl's "+
-			"one refused attempt", st.Redemptions, st.ReuseAttempts)
+			if code != exitOK {
+				t.Fatalf("exit %d, want 0; stderr: %s", code, stderr.String())
+			}
+			if got, want := strings.TrimSpace(stdout.String()), saved().AccessToken; got != want {
+				t.Errorf("printed %s, want the access token Codex saved (%s)",
+					fingerprintForTest(got), fingerprintForTest(want))
+			}
+			st := srv.Stats()
+			if st.Redemptions != 1 || st.ReuseAttempts != 1 {
+				t.Errorf("redemptions %d, reuse attempts %d; want Codex's one redemption and "+
+					"credctl's one refused attempt", st.Redemptions, st.ReuseAttempts)
+			}
+		})
 	}
 }
 
@@ -255,7 +299,7 @@ func TestRefresh_adoptsWhatCodexSavedAfterARefusal(t *testing.T) {
 	t.Cleanup(srv.Close)
 	set := srv.Issue(oauthtest.Account{Email: "dev@example.com", Plan: "pro",
 		UserID: "user-test", AccountID: "acct-test"})
-	codex, saved := codexRefreshes(t, srv, set)
+	codex, saved := codexRefreshes(t, srv, set, 0, false)
 
 	var stdout, stderr bytes.Buffer
 	code, auth := runWhileRedeeming(t, srv, set, "refresh", &stdout, &stderr, codex)
@@ -290,5 +334,29 @@ func TestToken_refusalStandsWhenNothingNewIsStored(t *testing.T) {
 	}
 	if got := srv.Stats().Requests; got != 1 {
 		t.Errorf("%d requests at the token server, want 1", got)
+	}
+}
+
+// TestToken_refusalThenUnreadableStoreSaysSo: when, after the refusal, the
+// store holds something that cannot be read, that is what credctl reports
+// (exit 1, naming the file), not that the refresh token was already used.
+func TestToken_refusalThenUnreadableStoreSaysSo(t *testing.T) {
+	srv, set := serverWithExpiredTokens(t)
+	srv.Inject(oauthtest.Reject(oauth.CodeRefreshTokenReused))
+
+	var stdout, stderr bytes.Buffer
+	code, auth := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, func(_, auth string) {
+		if err := os.WriteFile(auth, []byte("not json"), 0o600); err != nil {
+			t.Error(err)
+		}
+	})
+
+	if code != exitError || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q; want %d and nothing printed (stderr: %s)", code,
+			fingerprintForTest(stdout.String()), exitError, stderr.String())
+	}
+	if line := stderr.String(); !strings.Contains(line, "cannot be read") ||
+		!strings.Contains(line, auth) || strings.Contains(line, "already used") {
+		t.Errorf("stderr %q; want it to say that %s cannot be read", line, auth)
 	}
 }

@@ -22,16 +22,17 @@ Tokens that are fresh are printed at once. Tokens that are near their expiry
 (stale) are refreshed first at the token endpoint, and the new ones saved
 where the old ones were, in the Codex format. An API key is printed as is.
 
-If a refresh fails, or does not finish within --timeout, but the current
-access token has not expired yet, it is still printed (exit 0) with a
-warning on stderr. On failure stdout stays
-empty and one line on stderr says why and what to do; the exit code says
-which kind of failure it was.
+If a refresh fails for now, or does not finish within --timeout, but the
+current access token has not expired yet, it is still printed (exit 0) with
+a warning on stderr. On failure stdout stays empty and one line on stderr
+says why and what to do; the exit code says which kind of failure it was.
 
-A refresh token the provider refuses (as already used, say) may have been
-spent by another program that shares the login without taking credctl's
-lock, such as the Codex CLI. So after a refusal credctl reads the store
-once more, and if it now holds other tokens, prints a token from those.
+A refresh token the provider refuses (as already used, say) ends the login,
+even while the access token has minutes left (exit 3), unless another
+program that shares the login without taking credctl's lock, such as the
+Codex CLI, spent it and saved new tokens. So after a refusal credctl
+watches the store for up to two seconds, and if it comes to hold other
+tokens, prints a token from those.
 
 Each run starts from what is stored and remembers nothing of earlier runs:
 after exit 3 another run tries the same refresh token again (and is refused
@@ -79,8 +80,11 @@ func (a *app) token(ctx context.Context, s *session) error {
 	// both next to the store needs a way to start the engine from a
 	// remembered outcome.
 	tok, err := s.m.Token(ctx)
-	if err != nil && s.adoptedAfterRefusal(ctx, err) {
-		tok, err = s.m.Token(ctx)
+	if err != nil {
+		var adopted bool
+		if adopted, err = s.adoptedAfterRefusal(ctx, err); adopted {
+			tok, err = s.m.Token(ctx)
+		}
 	}
 	if err != nil {
 		return tokenFailure(err, s.m.Snapshot(), s.home)
@@ -104,25 +108,59 @@ func (a *app) token(ctx context.Context, s *session) error {
 // another program spent it first. credfsm processes take the store's lock
 // before redeeming, so they never race each other; the Codex CLI takes no
 // lock, and when it refreshes while credctl's redemption is on its way, the
-// provider refuses credctl's (now used) token, although the new tokens are
-// already in auth.json. A refusal therefore has credctl read the store once
-// more: if it holds another credential, that one is taken and adoptedAfter-
-// Refusal reports true; if it holds the refused one, the failure stands.
-func (s *session) adoptedAfterRefusal(ctx context.Context, err error) bool {
+// provider refuses credctl's (now used) token while Codex has the new
+// tokens, which it saves a moment later, not always in one write.
+//
+// So after a refusal credctl reads the store again, a few times over a
+// short while (refusalRecheck): as soon as it holds another credential,
+// that one is taken and adoptedAfterRefusal returns true. Otherwise it
+// returns false and the error to report, which is the failure as the last
+// read left it (a store that is now unreadable says so, not "already
+// used").
+func (s *session) adoptedAfterRefusal(ctx context.Context, err error) (bool, error) {
 	var perr *engine.PermanentError
 	if !errors.As(err, &perr) {
-		return false
+		return false, err
 	}
 	switch perr.Reason {
 	case states.ReasonExpired, states.ReasonReused, states.ReasonRevoked,
 		states.ReasonInvalidGrant, states.ReasonUnknown:
 	default:
-		return false // not a refused refresh token: nothing another program could fix
+		return false, err // not a refused refresh token: nothing another program could fix
 	}
-	if s.m.Reload(ctx) != nil {
-		return false
+	deadline := time.Now().Add(refusalRecheck)
+	for {
+		if s.m.Reload(ctx) == nil && s.m.Snapshot().State != states.FailedPermanent {
+			return true, nil
+		}
+		if !time.Now().Before(deadline) || sleepCtx(ctx, refusalRecheckEvery) != nil {
+			break
+		}
 	}
-	return s.m.Snapshot().State != states.FailedPermanent
+	if _, now := s.m.Token(ctx); now != nil {
+		return false, now
+	}
+	return false, err
+}
+
+// refusalRecheck is how long adoptedAfterRefusal watches the store for the
+// tokens of the program that spent the refresh token, and
+// refusalRecheckEvery how often it reads it meanwhile.
+const (
+	refusalRecheck      = 2 * time.Second
+	refusalRecheckEvery = 100 * time.Millisecond
+)
+
+// sleepCtx waits for d, or until ctx is done, whose error it then returns.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // printStoredAfterTimeout handles a --timeout that ran out while the
