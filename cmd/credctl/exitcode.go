@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/states"
@@ -140,6 +143,33 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// printable escapes what a terminal would act on instead of showing:
+// control characters (escape sequences, new lines, carriage returns) and
+// invisible format characters such as bidirectional overrides. Claims in an
+// id token, a file name, a provider's message: none of them may move the
+// cursor or retitle the window of whoever reads credctl's output.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if needsEscape(r) {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
+}
+
+// writeLine writes one line for people (to stderr, mostly), escaped with
+// printable.
 func writeLine(w io.Writer, s string) {
-	fmt.Fprintln(w, s)
+	fmt.Fprintln(w, printable(s))
 }

@@ -199,6 +199,7 @@ func TestRun_stdoutWriteFailureIsAFailure(t *testing.T) {
 	for _, args := range [][]string{
 		{"--home", home, "token"},
 		{"--home", home, "status"},
+		{"--home", home, "status", "--json"},
 		{"statechart"},
 	} {
 		var stderr strings.Builder
@@ -210,5 +211,47 @@ func TestRun_stdoutWriteFailureIsAFailure(t *testing.T) {
 		if want := "credctl: cannot write to standard output: " + syscall.ENOSPC.Error() + "\n"; stderr.String() != want {
 			t.Errorf("%v: stderr %q, want %q", args, stderr.String(), want)
 		}
+	}
+}
+
+// TestPrintable: what a terminal would act on is escaped, the rest kept.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"dev@example.com":                 "dev@example.com",
+		"évelyne@exemple.fr":              "évelyne@exemple.fr",
+		"evil\x1b]0;TITLE\x07\nsecond":    `evil\x1b]0;TITLE\a\nsecond`,
+		"pro\x1b[31mRED":                  `pro\x1b[31mRED`,
+		"abc\u202edef":                    `abc\u202edef`,
+		"bad\xffbyte":                     `bad\ufffdbyte`,
+		"tab\there, cr\rthere, del\x7fme": `tab\there, cr\rthere, del\x7fme`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestStatus_escapesClaims: claims come from an id token, which anyone who
+// can write auth.json controls. status and login show them escaped, never
+// as escape sequences or extra lines.
+func TestStatus_escapesClaims(t *testing.T) {
+	srv := oauthtest.NewServer()
+	t.Cleanup(srv.Close)
+	set := srv.Issue(oauthtest.Account{Email: "evil\x1b]0;TITLE\x07\nsecond line",
+		Plan: "pro\x1b[31mRED", AccountID: "acct\r-1"})
+	home := t.TempDir()
+	writeAuthJSON(t, home, set)
+
+	var stdout, stderr strings.Builder
+	if code := run([]string{"--home", home, "status"}, strings.NewReader(""), &stdout, &stderr,
+		func(string) string { return "" }); code != exitOK {
+		t.Fatalf("status: exit %d, stderr %q", code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.ContainsAny(out, "\x1b\x07\r") || strings.Contains(out, "\nsecond line") {
+		t.Errorf("status printed a control character or an extra line:\n%q", out)
+	}
+	if !strings.Contains(out, `evil\x1b]0;TITLE\a\nsecond line`) {
+		t.Errorf("status does not show the email escaped:\n%s", out)
 	}
 }

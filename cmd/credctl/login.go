@@ -172,6 +172,11 @@ func parseTokens(input []byte) (tokenInput, error) {
 			"{\"id_token\",\"access_token\",\"refresh_token\"}")
 	}
 
+	if name, twice := repeatedMember(input); twice {
+		return tokenInput{}, badInput("the tokens on stdin give %s twice; which one to keep "+
+			"would be a guess", quotedName(name))
+	}
+
 	if looksLikeAuthJSON(obj) {
 		return tokenInput{}, badInput("stdin holds a whole auth.json, not the tokens; pass its " +
 			"\"tokens\" object instead, e.g. jq .tokens ~/.codex/auth.json | credctl login --tokens")
@@ -257,7 +262,7 @@ func (a *app) reportLogin(snap engine.Snapshot) {
 			who += " (" + p + ")"
 		}
 	}
-	a.out("signed in with %s%s; state %s", snap.Mode.Label(), who, snap.State)
+	a.out("signed in with %s%s; state %s", snap.Mode.Label(), printable(who), snap.State)
 	if now := time.Now(); snap.Expiry.After(now) {
 		a.out("access token valid until %s (%s)", clock(snap.Expiry), until(snap.Expiry, now))
 	} else if !snap.Expiry.IsZero() {

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,8 +40,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	root.SetErr(stderr)
 
 	err := root.ExecuteContext(ctx)
-	if err == nil {
-		err = out.failure()
+	if f := out.failure(); f != nil && (err == nil || errors.Is(err, out.cause())) {
+		err = f // the command failed, or would have, for want of its output
 	}
 	if err == nil {
 		return exitOK
@@ -70,6 +71,13 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// cause is the first failed write's error, or nil.
+func (c *checkedWriter) cause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // failure is the error to exit with if a write failed, else nil.

@@ -243,7 +243,7 @@ func (r statusReport) render(w io.Writer, st states.State) {
 	now := time.Now()
 	line := func(label, value string) {
 		if value != "" {
-			fmt.Fprintf(w, "%-14s %s\n", label, value)
+			fmt.Fprintf(w, "%-14s %s\n", label, printable(value))
 		}
 	}
 	when := func(t *time.Time, what string) string {
