@@ -59,8 +59,17 @@ func (a *app) refresh(ctx context.Context, s *session) error {
 	if adopted && s.m.Snapshot().State != states.Fresh {
 		err = s.m.Refresh(ctx)
 	}
+	s.m.Close() // delivers every transition; lets a redemption already sent finish
 	after := s.m.Snapshot()
-	s.m.Close() // delivers every transition
+	if errors.Is(err, context.DeadlineExceeded) && !after.Unsaved {
+		if _, late := refreshedLate(s.opened, after, s.work.sent()); late {
+			// What was asked for is done: a retry would only spend
+			// another refresh token.
+			writeLine(a.stderr, "credctl: warning: the refresh took longer than --timeout; "+
+				"it was let finish, so that the new tokens it brought are not lost")
+			err = nil
+		}
+	}
 
 	if err != nil {
 		if errors.Is(err, engine.ErrTransient) && after.Mode == states.ModeExternal {
