@@ -269,11 +269,25 @@ func (m *Manager) login(ctx context.Context, rec states.Record) error {
 	if res.To == states.FailedPermanent {
 		return &PermanentError{Reason: v.snap.Failure, Detail: v.snap.LastError, Err: v.cause}
 	}
-	if s := m.Snapshot(); s.Generation == res.Generation && s.Unsaved {
-		return fmt.Errorf("engine: signed in for this process, but %s", s.LastError)
+	if now := m.view.Load(); now.snap.Generation == res.Generation && now.snap.Unsaved {
+		return &unsavedLoginError{lastError: now.snap.LastError, cause: now.cause}
 	}
 	return nil
 }
+
+// unsavedLoginError: the login took in this process, but its save failed.
+// It unwraps to the save's error (states.ErrLockTimeout, a permission
+// error, ...), so that a caller can tell a busy store from a broken one.
+type unsavedLoginError struct {
+	lastError string
+	cause     error
+}
+
+func (e *unsavedLoginError) Error() string {
+	return "engine: signed in for this process, but " + e.lastError
+}
+
+func (e *unsavedLoginError) Unwrap() error { return e.cause }
 
 // applyAndWait applies an event and, if it started a flight, waits for the
 // flight to end. The view is the one the step published.

@@ -30,14 +30,16 @@ const (
 const exitCodesHelp = `Exit codes:
   0  success
   1  usage error, bad input (a flag, stdin, a trace, an auth.json that
-     cannot be read) or any other error
+     cannot be read), a problem that does not pass by itself (permissions,
+     a read-only home, an OS keyring that cannot be reached), or any other
+     error
   2  not signed in: nothing is stored; sign in with "codex login", or
      with "credctl login --api-key" or "credctl login --tokens"
   3  sign in again: the credential failed for good (refresh token
      expired, reused or revoked); the message says why
-  4  temporary failure: the token could not be refreshed right now
-     (network, server error, rate limit, the store lock held by another
-     process); the message says when to retry`
+  4  temporary failure: the token could not be refreshed, or a login
+     saved, right now (network, server error, rate limit, the store lock
+     held by another process); the message says when to retry`
 
 // cliError is an error with its exit code and a one-line message for
 // people. Commands return it for failures they describe themselves.

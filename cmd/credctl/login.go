@@ -243,6 +243,13 @@ func loginFailure(err error, snap engine.Snapshot, home string) error {
 	if ef := environmentFailure(err, home); ef != nil {
 		return ef
 	}
+	if snap.Unsaved && snap.LastError != "" && errors.Is(err, states.ErrLockTimeout) {
+		// Another process held the lock, as it does for a whole refresh:
+		// that passes, so the exit code is the temporary one.
+		return &cliError{code: exitTransient, err: err, msg: "login failed: " + snap.LastError +
+			"; what " + storeLine(snap.Store) + " held before, if anything, is unchanged; " +
+			"try again in a moment"}
+	}
 	if snap.Unsaved && snap.LastError != "" && !errors.Is(err, context.DeadlineExceeded) &&
 		!errors.Is(err, context.Canceled) {
 		// The engine keeps the credential for this process, which ends
