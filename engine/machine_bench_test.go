@@ -60,20 +60,23 @@ func BenchmarkStep(b *testing.B) {
 
 	// A 401 for the current token moves fresh to refreshing; the re-read
 	// finds tokens another process already rotated and adopts them, back to
-	// fresh. Two steps a cycle.
+	// fresh. Two steps a cycle. Each cycle starts one recovery cooldown after
+	// the one before (a 401 sooner would be answered without a refresh), so
+	// the tokens adopted expire far ahead of the cycles' clock.
 	b.Run("unauthorized/fresh_to_refreshing_and_back", func(b *testing.B) {
 		m := reachByPath(b, transitions.Policy{}, onLoaded(recFresh, "v1"))
 		stored := [2]states.Record{
-			managedTokens("a", allowedWS, epoch.Add(time.Hour)),
-			managedTokens("b", allowedWS, epoch.Add(time.Hour)),
+			managedTokens("a", allowedWS, farAhead),
+			managedTokens("b", allowedWS, farAhead),
 		}
 		versions := [2]states.Version{"v-a", "v-b"}
 		gen := m.Extended().Generation
 		b.ReportAllocs()
 		n, allocs := 0, mallocs()
 		for b.Loop() {
-			res := mustBench(b, m, states.Unauthorized{At: epoch, Generation: gen}, "unauthorized_refresh")
-			res = mustBench(b, m, states.StoreReread{At: epoch, Generation: res.Generation,
+			at := cycleStart(n)
+			res := mustBench(b, m, states.Unauthorized{At: at, Generation: gen}, "unauthorized_refresh")
+			res = mustBench(b, m, states.StoreReread{At: at, Generation: res.Generation,
 				Record: stored[n%2], Version: versions[n%2]}, "reread_adopt_fresh")
 			gen = res.Generation
 			n++
@@ -86,23 +89,34 @@ func BenchmarkStep(b *testing.B) {
 	// fresh (ReleaseLock, NotifyObservers, WakeAt). Four steps a cycle.
 	b.Run("refresh_succeeded/full_cycle", func(b *testing.B) {
 		m := reachByPath(b, transitions.Policy{}, onLoaded(recFresh, "v1"))
-		grants := [2]states.Grant{grantRotated("a", epoch), grantRotated("b", epoch)}
+		grants := [2]states.Grant{grantRotated("a", farAhead), grantRotated("b", farAhead)}
 		gen := m.Extended().Generation
 		b.ReportAllocs()
 		n, allocs := 0, mallocs()
 		for b.Loop() {
-			mustBench(b, m, states.Unauthorized{At: epoch, Generation: gen}, "unauthorized_refresh")
-			mustBench(b, m, states.StoreReread{At: epoch, Generation: gen, Record: m.Extended().Record,
+			at := cycleStart(n)
+			mustBench(b, m, states.Unauthorized{At: at, Generation: gen}, "unauthorized_refresh")
+			mustBench(b, m, states.StoreReread{At: at, Generation: gen, Record: m.Extended().Record,
 				Version: "v1"}, "reread_unchanged")
-			res := mustBench(b, m, states.RefreshSucceeded{At: epoch, Generation: gen, Grant: grants[n%2]},
+			res := mustBench(b, m, states.RefreshSucceeded{At: at, Generation: gen, Grant: grants[n%2]},
 				"refresh_succeeded")
-			res = mustBench(b, m, states.Persisted{At: epoch, Generation: res.Generation, Version: "v1"},
+			res = mustBench(b, m, states.Persisted{At: at, Generation: res.Generation, Version: "v1"},
 				"persisted_refresh")
 			gen = res.Generation
 			n++
 		}
 		perStep(b, n, 4, allocs)
 	})
+}
+
+// farAhead is an expiry no cycle's clock reaches: a cycle a minute for a
+// hundred thousand hours is six million cycles, more than a benchmark runs.
+var farAhead = epoch.Add(100_000 * time.Hour)
+
+// cycleStart is when cycle n of a recovery benchmark starts: one recovery
+// cooldown after the cycle before, so that its 401 starts a recovery.
+func cycleStart(n int) time.Time {
+	return epoch.Add(time.Duration(n) * transitions.DefaultRecoveryCooldown)
 }
 
 func mustBench(b *testing.B, m *engine.Machine, ev states.Event, rule string) engine.Result {
