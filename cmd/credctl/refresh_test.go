@@ -360,3 +360,48 @@ func TestToken_refusalThenUnreadableStoreSaysSo(t *testing.T) {
 		t.Errorf("stderr %q; want it to say that %s cannot be read", line, auth)
 	}
 }
+
+// TestToken_lateAnswerIsReported: when the token server answers only after
+// --timeout, credctl lets the redemption finish (its answer may hold the
+// only live refresh token) and then reports that answer, not a timeout: a
+// refusal is exit 3 and prints no token, even one that is still valid; a
+// server error is exit 4 with the status.
+func TestToken_lateAnswerIsReported(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		status   int
+		body     string
+		wantCode int
+		want     string
+	}{
+		{"refusal", http.StatusUnauthorized, `{"error":{"code":"refresh_token_reused"}}`, exitSignIn,
+			"credctl: the token server answered after --timeout ran out: the refresh token was already used"},
+		{"server error", http.StatusInternalServerError, `oops`, exitTransient,
+			"credctl: the refresh, let finish after --timeout ran out, failed: the access token expired"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(1500 * time.Millisecond)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			t.Cleanup(slow.Close)
+			_, set := serverWithExpiredTokens(t)
+			home := t.TempDir()
+			writeAuthJSON(t, home, set)
+
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"--home", home, "--token-url", slow.URL + oauthtest.TokenPath,
+				"--timeout", "300ms", "token"}, strings.NewReader(""), &stdout, &stderr,
+				func(string) string { return "" })
+			if code != tt.wantCode || stdout.Len() != 0 {
+				t.Fatalf("exit %d, stdout %q; want %d and nothing printed (stderr: %s)", code,
+					fingerprintForTest(stdout.String()), tt.wantCode, stderr.String())
+			}
+			if !strings.HasPrefix(stderr.String(), tt.want) || strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("stderr %q\nwant one line starting %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/credfsm/credfsm/effects"
 	"github.com/credfsm/credfsm/engine"
+	"github.com/credfsm/credfsm/states"
 )
 
 // When a command reaches its --timeout, the engine returns the bare context
@@ -94,8 +95,12 @@ func (s *session) gaveUp(ctx context.Context, err error) error {
 		return err
 	}
 	s.m.Close()
-	if msg, ok := refreshedLate(s.opened, s.m.Snapshot(), s.work.sent()); ok {
+	closed := s.m.Snapshot()
+	if msg, ok := refreshedLate(s.opened, closed, s.work.sent()); ok {
 		return &cliError{code: exitTransient, err: err, msg: msg}
+	}
+	if late := answeredLate(s.opened, closed, s.work.sent()); late != nil {
+		return late
 	}
 	work, busy := s.work.busyAt(deadline)
 	return &cliError{code: exitTransient, err: err, msg: timeoutLine(work, busy, s.home)}
@@ -118,6 +123,26 @@ func refreshedLate(opened, closed engine.Snapshot, sent bool) (string, bool) {
 	}
 	return gaveUpWaiting + ", but the refresh finished afterwards and the new tokens were " +
 		"saved; run the command again", true
+}
+
+// answeredLate explains a redemption that was sent, and answered with a
+// failure only after --timeout ran out (credctl lets it finish): the
+// answer, not the wait, is what to report. It returns nil when there was no
+// such answer.
+func answeredLate(opened, closed engine.Snapshot, sent bool) error {
+	switch {
+	case !sent:
+		return nil
+	case closed.State == states.FailedPermanent && opened.State != states.FailedPermanent:
+		code, line := permanentLine(closed.Failure, closed.LastError)
+		return &cliError{code: code, err: context.DeadlineExceeded,
+			msg: "the token server answered after --timeout ran out: " + line}
+	case closed.State == states.Stale && !closed.RetryAt.IsZero() && closed.LastError != "":
+		return &cliError{code: exitTransient, err: context.DeadlineExceeded,
+			msg: "the refresh, let finish after --timeout ran out, failed: " +
+				transientLine(closed.RetryAt, closed.LastError, closed.Expiry, time.Now())}
+	}
+	return nil
 }
 
 // timeoutLine says what credctl stopped waiting for at its --timeout. The
