@@ -46,6 +46,14 @@ var rules = []Rule{
 	// are kept, and the save is tried again. A failed credential stays failed
 	// while the store holds the same credential or the refresh token spent
 	// to get it.
+	//
+	// TODO: load_unreadable from failed_permanent forgets the credential
+	// that failed, so if the store then holds it again (a writer that
+	// truncates and rewrites the same content) it loads as new and its dead
+	// refresh token is redeemed once more. Keeping the failed credential's
+	// identity across the unreadable load needs a field of its own in the
+	// extended state, and the model to match; credctl avoids reloading an
+	// unreadable store after a refusal meanwhile.
 	{ID: "load_unreadable", From: resting, On: states.KindLoaded, Guard: unreadable,
 		To: states.FailedPermanent, Update: failUnreadableLoad},
 	{ID: "load_keep_unsaved", From: withTokens, On: states.KindLoaded, Guard: unsavedStoreStale,

@@ -405,3 +405,43 @@ func TestToken_lateAnswerIsReported(t *testing.T) {
 		})
 	}
 }
+
+// TestToken_refusedTokensWrittenBackAreNotRedeemedAgain: after the refusal,
+// another program rewrites auth.json in place with the same content (the
+// file is empty for a moment). The refused refresh token must not look new
+// when it comes back: one request reaches the token server, exit 3.
+func TestToken_refusedTokensWrittenBackAreNotRedeemedAgain(t *testing.T) {
+	srv, set := serverWithExpiredTokens(t)
+	srv.Inject(oauthtest.Reject(oauth.CodeRefreshTokenReused))
+	done := make(chan struct{})
+	t.Cleanup(func() { <-done })
+
+	var stdout, stderr bytes.Buffer
+	code, _ := runWhileRedeeming(t, srv, set, "token", &stdout, &stderr, func(_, auth string) {
+		before, err := os.ReadFile(auth)
+		if err != nil {
+			t.Error(err)
+			close(done)
+			return
+		}
+		go func() {
+			defer close(done)
+			time.Sleep(300 * time.Millisecond)
+			if err := os.WriteFile(auth, nil, 0o600); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(400 * time.Millisecond)
+			if err := os.WriteFile(auth, before, 0o600); err != nil {
+				t.Error(err)
+			}
+		}()
+	})
+
+	if code != exitSignIn || stdout.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q; want %d and nothing printed (stderr: %s)", code,
+			fingerprintForTest(stdout.String()), exitSignIn, stderr.String())
+	}
+	if got := srv.Stats().Requests; got != 1 {
+		t.Errorf("%d requests at the token server, want 1: the refused token was redeemed again", got)
+	}
+}

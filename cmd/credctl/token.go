@@ -128,14 +128,29 @@ func (s *session) adoptedAfterRefusal(ctx context.Context, err error) (bool, err
 	default:
 		return false, err // not a refused refresh token: nothing another program could fix
 	}
+	// The store is looked at before each reload, and reloaded only when it
+	// can be read: a reload of an unreadable store would replace the
+	// refused credential the manager remembers with that failure, and the
+	// same refused tokens, written back a moment later (a writer that
+	// truncates and rewrites), would then look new and be redeemed again.
+	store, oerr := storage.Open(storage.Options{Home: s.home, Mode: s.mode})
+	if oerr != nil {
+		return false, err
+	}
 	deadline := time.Now().Add(refusalRecheck)
+	unreadable := false
 	for {
-		if s.m.Reload(ctx) == nil && s.m.Snapshot().State != states.FailedPermanent {
+		_, _, lerr := store.Load(ctx)
+		unreadable = lerr != nil
+		if !unreadable && s.m.Reload(ctx) == nil && s.m.Snapshot().State != states.FailedPermanent {
 			return true, nil
 		}
 		if !time.Now().Before(deadline) || sleepCtx(ctx, refusalRecheckEvery) != nil {
 			break
 		}
+	}
+	if unreadable {
+		_ = s.m.Reload(ctx) // so that the failure reported is the store's
 	}
 	if _, now := s.m.Token(ctx); now != nil {
 		return false, now
