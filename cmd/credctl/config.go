@@ -94,8 +94,13 @@ func (a *app) profile() (*oauth.Profile, error) {
 			p.ClientID = a.flags.clientID
 		}
 	case profileRFC6749:
-		if a.flags.tokenURL == "" || a.flags.clientID == "" {
+		switch {
+		case a.flags.tokenURL == "" && a.flags.clientID == "":
 			return nil, badInput("--profile rfc6749 needs --token-url and --client-id")
+		case a.flags.tokenURL == "":
+			return nil, badInput("--profile rfc6749 needs --token-url too")
+		case a.flags.clientID == "":
+			return nil, badInput("--profile rfc6749 needs --client-id too")
 		}
 		p = oauth.RFC6749Profile(a.flags.tokenURL, a.flags.clientID, states.Secret{})
 	default:

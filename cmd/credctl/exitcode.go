@@ -167,7 +167,8 @@ func printable(s string) string {
 }
 
 func needsEscape(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) ||
+		r == utf8.RuneError
 }
 
 // writeLine writes one line for people (to stderr, mostly), escaped with

@@ -22,7 +22,11 @@ the file it led to is left in place; a note names that file, which may
 still hold the credential.
 
 Logging out works whatever the state, including a credential that failed or
-an auth.json that cannot be read. It does not revoke tokens at the provider.`
+an auth.json that cannot be read. It waits for the store's lock for half of
+--timeout (at most 30s), then clears the stores without it: a refresh
+another process has under way then finds the store empty when it saves,
+and does not bring the credential back. It does not revoke tokens at the
+provider.`
 
 func (a *app) logoutCommand() *cobra.Command {
 	return &cobra.Command{

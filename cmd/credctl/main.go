@@ -88,5 +88,6 @@ func (c *checkedWriter) failure() error {
 		return nil
 	}
 	return &cliError{code: exitError, err: c.err,
-		msg: fmt.Sprintf("cannot write to standard output: %v", c.err)}
+		msg: fmt.Sprintf("cannot write to standard output (%v); whatever the command "+
+			"changed (a login, a logout, a refresh) was done, only its report is lost", c.err)}
 }

@@ -119,6 +119,14 @@ func (a *app) checkFlags(cmd *cobra.Command) error {
 		return badInput("--timeout must not be negative (0: no limit of credctl's own); "+
 			"see \"%s --help\"", cmd.CommandPath())
 	}
+	// An empty value would mean the profile's default endpoint, which for
+	// the Codex profile is OpenAI's: not what someone who typed the flag
+	// (with a variable that turned out empty, say) meant.
+	for _, name := range []string{"token-url", "client-id"} {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed && f.Value.String() == "" {
+			return badInput("--%s is empty; leave it out for the default, or give a value", name)
+		}
+	}
 	return nil
 }
 

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/credfsm/credfsm/effects"
 	"github.com/credfsm/credfsm/engine"
 	"github.com/credfsm/credfsm/states"
+	"github.com/credfsm/credfsm/storage"
 )
 
 // When a command reaches its --timeout, the engine returns the bare context
@@ -155,7 +157,7 @@ func timeoutLine(work effects.Kind, busy bool, home string) string {
 	}
 	switch work {
 	case effects.KindLockAndReread:
-		return gaveUpWaiting + " for the lock on " + home +
+		return gaveUpWaiting + " for the lock " + filepath.Join(home, storage.LockFileName) +
 			" (another process may hold it while it refreshes); try again later"
 	case effects.KindRedeemRefreshToken:
 		return gaveUpWaiting + ": the token server did not answer in time; try again later"

@@ -62,8 +62,8 @@ func TestTimeoutLine(t *testing.T) {
 		busy bool
 		want string
 	}{
-		{effects.KindLockAndReread, true, "gave up waiting (see --timeout) for the lock on " +
-			"/srv/codex (another process may hold it while it refreshes); try again later"},
+		{effects.KindLockAndReread, true, "gave up waiting (see --timeout) for the lock " +
+			"/srv/codex/auth.json.lock (another process may hold it while it refreshes); try again later"},
 		{effects.KindRedeemRefreshToken, true, "the token server did not answer in time"},
 		{effects.KindPersistRecord, true, "while the credential was being saved"},
 		{effects.KindDeleteStores, true, `run "credctl logout" again`},
