@@ -136,6 +136,7 @@ func (a *app) logger() *slog.Logger {
 // where it came from.
 type session struct {
 	m          *engine.Manager
+	store      *storage.Store // the manager's store, for reading it behind the manager's back
 	home       string
 	homeSource string
 	mode       storage.Mode // the --store in use
@@ -166,12 +167,16 @@ func (a *app) open(ctx context.Context, lockWait time.Duration) (*session, error
 	if err != nil {
 		return nil, err
 	}
+	logger := a.logger()
+	store, err := storage.Open(storage.Options{Home: home, Mode: mode, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("cannot start: %w", err)
+	}
 	work := &workLog{}
 	m, err := engine.New(ctx, engine.Config{
-		Home:           home,
-		StoreMode:      mode,
+		Store:          store,
 		Profile:        profile,
-		Logger:         a.logger(),
+		Logger:         logger,
 		HonorEnvAPIKey: a.flags.useEnvKey,
 		Getenv:         a.getenv,
 		LockTimeout:    lockWait,
@@ -180,7 +185,7 @@ func (a *app) open(ctx context.Context, lockWait time.Duration) (*session, error
 	if err != nil {
 		return nil, fmt.Errorf("cannot start: %w", err)
 	}
-	return &session{m: m, home: home, homeSource: source, mode: mode, work: work,
+	return &session{m: m, store: store, home: home, homeSource: source, mode: mode, work: work,
 		opened: m.Snapshot()}, nil
 }
 

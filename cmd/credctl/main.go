@@ -40,7 +40,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	root.SetErr(stderr)
 
 	err := root.ExecuteContext(ctx)
-	if f := out.failure(); f != nil && (err == nil || errors.Is(err, out.cause())) {
+	if f := out.failure(); f != nil && (err == nil || errors.Is(err, f.err)) {
 		err = f // the command failed, or would have, for want of its output
 	}
 	if err == nil {
@@ -73,15 +73,9 @@ func (c *checkedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// cause is the first failed write's error, or nil.
-func (c *checkedWriter) cause() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-// failure is the error to exit with if a write failed, else nil.
-func (c *checkedWriter) failure() error {
+// failure is the error to exit with if a write failed, else nil; its err
+// is the failed write's.
+func (c *checkedWriter) failure() *cliError {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {

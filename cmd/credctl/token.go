@@ -133,14 +133,10 @@ func (s *session) adoptedAfterRefusal(ctx context.Context, err error) (bool, err
 	// refused credential the manager remembers with that failure, and the
 	// same refused tokens, written back a moment later (a writer that
 	// truncates and rewrites), would then look new and be redeemed again.
-	store, oerr := storage.Open(storage.Options{Home: s.home, Mode: s.mode})
-	if oerr != nil {
-		return false, err
-	}
 	deadline := time.Now().Add(refusalRecheck)
 	unreadable := false
 	for {
-		_, _, lerr := store.Load(ctx)
+		_, _, lerr := s.store.Load(ctx)
 		unreadable = lerr != nil
 		if !unreadable && s.m.Reload(ctx) == nil && s.m.Snapshot().State != states.FailedPermanent {
 			return true, nil
@@ -191,13 +187,9 @@ func (a *app) printStoredAfterTimeout(s *session, err error) bool {
 	if !errors.As(err, &ce) || ce.code != exitTransient || !errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	store, oerr := storage.Open(storage.Options{Home: s.home, Mode: s.mode})
-	if oerr != nil {
-		return false
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), storedReadTimeout)
 	defer cancel()
-	rec, _, lerr := store.Load(ctx)
+	rec, _, lerr := s.store.Load(ctx)
 	now := time.Now()
 	if lerr != nil || rec.Tokens.AccessToken.IsZero() || !rec.AccessExpiry.After(now) {
 		return false
@@ -247,18 +239,9 @@ func tokenFailure(err error, snap engine.Snapshot, home string) error {
 // so would otherwise count as temporary (exit 4), and a script would retry
 // it for ever; none of these passes by itself.
 func environmentFailure(err error, home string) error {
-	step := environmentStep(err, home)
+	what, step := environmentProblem(err, home)
 	if step == "" {
 		return nil
-	}
-	what := "cannot read the credential"
-	switch {
-	case errors.Is(err, fs.ErrPermission):
-		what = "permission denied in the Codex home " + home
-	case errors.Is(err, syscall.EROFS):
-		what = "the Codex home " + home + " is on a read-only file system"
-	case errors.Is(err, storage.ErrBadLockFile):
-		what = "the store's lock file in " + home + " is not a plain file"
 	}
 	return &cliError{code: exitError, err: err, msg: what + " (" + errorDetail(err) +
 		"); this will not pass by itself: " + step}
@@ -269,21 +252,32 @@ func environmentFailure(err error, home string) error {
 // not one. The credential itself may be fine, so the step must not be the
 // usual "remove it and sign in again".
 func environmentStep(err error, home string) string {
+	_, step := environmentProblem(err, home)
+	return step
+}
+
+// environmentProblem names the problem outside the credential behind err,
+// and the step that fixes it; both are "" when err is not one.
+func environmentProblem(err error, home string) (what, step string) {
 	switch {
 	case errors.Is(err, fs.ErrPermission):
-		return "fix the owner or the permissions of " + home + " and the files in it, or " +
-			"run credctl as the user who owns them"
+		return "permission denied in the Codex home " + home,
+			"fix the owner or the permissions of " + home + " and the files in it, or " +
+				"run credctl as the user who owns them"
 	case errors.Is(err, syscall.EROFS):
-		return "credctl must be able to save refreshed tokens; make " + home + " writable, " +
-			"or point --home at a writable copy"
+		return "the Codex home " + home + " is on a read-only file system",
+			"credctl must be able to save refreshed tokens; make " + home + " writable, " +
+				"or point --home at a writable copy"
 	case errors.Is(err, storage.ErrBadLockFile):
-		return "remove " + filepath.Join(home, storage.LockFileName) + "; the next run " +
-			"creates it again"
+		return "the store's lock file in " + home + " is not a plain file",
+			"remove " + filepath.Join(home, storage.LockFileName) + "; the next run " +
+				"creates it again"
 	case errors.Is(err, storage.ErrKeyringUnavailable), errors.Is(err, storage.ErrKeyringTimeout):
-		return "make the OS keyring reachable (start or unlock its secret service), or " +
-			"choose the file with --store file; the stored credential may well be fine"
+		return "cannot read the credential",
+			"make the OS keyring reachable (start or unlock its secret service), or " +
+				"choose the file with --store file; the stored credential may well be fine"
 	}
-	return ""
+	return "", ""
 }
 
 // errorDetail is what an engine error says about its cause, without the
